@@ -1,0 +1,365 @@
+"""Built-in datasets, registered like any other component (kind ``dataset``).
+
+Every dataset yields ``(x, y)``: ``x`` a float tensor of shape ``image_shape`` in
+``[-1, 1]`` (images) or raw coordinates (2-D points), ``y`` an integer label (``-1``
+when the dataset has none). ``dataset.get_batch(indices)`` returns a whole batch; the
+trainer samples indices itself, so data order is seeded and resumable.
+
+=====================  =====================================================================
+``digits``             scikit-learn's bundled 8x8 digits (1,797 images), resized. Always
+                       available: the embedded default.
+``fashion-mnist``      Debian's ``dataset-fashion-mnist`` files, a ``root``, or torchvision's
+                       download where allowed.
+``mnist``, ``cifar10`` torchvision, with ``download=true`` where the internet is reachable.
+``folder``             torchvision ``ImageFolder`` for your own images.
+``ring``, ``grid``     2-D Gaussian mixtures: 8 modes on the unit circle (sigma 0.01);
+                       25 modes at {-4,-2,0,2,4}^2 (sigma 0.05).
+``stacked-<name>``     three random images of ``<name>`` as RGB channels: 1,000 modes.
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from . import hookimpl
+from .errors import DatasetNotFoundError, UsageError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "test")
+
+
+def data_root(root: str | None = None) -> Path:
+    """``root``, else ``$GZOO_DATA``, else ``~/.cache/gzoo/data``."""
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("GZOO_DATA", "~/.cache/gzoo/data")).expanduser()
+
+
+class GanDataset(Dataset):
+    """Base class: ``image_shape``, ``num_classes`` (0 = unlabelled), ``get_batch``."""
+
+    name: str = "?"
+    image_shape: tuple[int, ...]
+    num_classes: int = 0
+
+    def get_batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        items = [self[int(i)] for i in idx]
+        return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+
+    def labels(self) -> Tensor | None:
+        """All labels (``(len,)`` long tensor) or None; used for class frequencies."""
+        return None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.image_shape) == 3
+
+
+class TensorGanDataset(GanDataset):
+    """A dataset held in memory as tensors."""
+
+    def __init__(self, x: Tensor, y: Tensor | None, *, name: str, num_classes: int = 0):
+        self.x = x.contiguous()
+        self.y = y.long() if y is not None else None
+        self.name = name
+        self.image_shape = tuple(x.shape[1:])
+        self.num_classes = num_classes if y is not None else 0
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.x[i], (int(self.y[i]) if self.y is not None else -1)
+
+    def get_batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        y = self.y[idx] if self.y is not None else torch.full((len(idx),), -1, dtype=torch.long)
+        return self.x[idx], y
+
+    def labels(self) -> Tensor | None:
+        return self.y
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+
+def to_unit_range(x: Tensor, resolution: int | None) -> Tensor:
+    """uint8/float images ``(N, C, h, w)`` in [0, 255] -> float in [-1, 1], resized."""
+    x = x.float() / 255.0
+    if resolution and x.shape[-1] != resolution:
+        down = resolution < x.shape[-1]
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=down)
+    return (x * 2 - 1).clamp(-1, 1)
+
+
+def _check_resolution(resolution: int) -> None:
+    if not isinstance(resolution, int) or resolution < 4:
+        raise UsageError(f"resolution must be an integer >= 4, got {resolution!r}")
+
+
+# -- digits ---------------------------------------------------------------------------------
+
+
+def digits(*, resolution: int = 28, split: str = "train") -> TensorGanDataset:
+    """scikit-learn's bundled 8x8 handwritten digits, resized (1 channel, 10 classes)."""
+    from sklearn.datasets import load_digits
+
+    _check_split(split)
+    _check_resolution(resolution)
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().unsqueeze(1) * (255.0 / 16.0)  # (1797, 1, 8, 8)
+    y = torch.from_numpy(d.target).long()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = len(y) // 5
+    idx = perm[n_test:] if split == "train" else perm[:n_test]
+    return TensorGanDataset(to_unit_range(x[idx], resolution), y[idx], name="digits", num_classes=10)
+
+
+# -- MNIST-format files ------------------------------------------------------------------------
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX (MNIST-format) file, gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise UsageError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != math.prod(shape):
+        raise UsageError(f"{path} is truncated: expected {math.prod(shape)} values, found {arr.size}")
+    return arr.reshape(shape)
+
+
+def _find_idx(dirs: list[Path], split: str) -> tuple[Path, Path] | None:
+    img, lab = IDX_FILES[split]
+    for d in dirs:
+        for suffix in ("", ".gz"):
+            pi, pl = d / (img + suffix), d / (lab + suffix)
+            if pi.is_file() and pl.is_file():
+                return pi, pl
+    return None
+
+
+def _mnist_like(
+    cls_name: str, name: str, root: str | None, resolution: int, split: str, download: bool, extra_dirs: list[Path]
+) -> TensorGanDataset:
+    _check_split(split)
+    _check_resolution(resolution)
+    base = data_root(root)
+    dirs = [base, base / cls_name / "raw", *extra_dirs]
+    found = _find_idx(dirs, split)
+    if found is None and download:
+        import torchvision
+
+        try:
+            getattr(torchvision.datasets, cls_name)(str(base), train=split == "train", download=True)
+        except Exception as exc:
+            raise DatasetNotFoundError(f"could not download {name} into {base}: {exc}") from None
+        found = _find_idx(dirs, split)
+    if found is None:
+        hint = " or install Debian's files: `apt-get install -y dataset-fashion-mnist`" if name == "fashion-mnist" else ""
+        raise DatasetNotFoundError(
+            f"{name} ({split}) not found in {', '.join(str(d) for d in dirs)}. "
+            f"Pass --data-root DIR holding the IDX files{hint}, "
+            f"or allow a download with --data-opt download=true where the internet is reachable."
+        )
+    x = torch.from_numpy(read_idx(found[0]).copy()).unsqueeze(1)
+    y = torch.from_numpy(read_idx(found[1]).astype(np.int64))
+    return TensorGanDataset(to_unit_range(x, resolution), y, name=name, num_classes=10)
+
+
+def fashion_mnist(*, root: str = "", resolution: int = 28, split: str = "train", download: bool = False) -> TensorGanDataset:
+    """Fashion-MNIST (28x28, 10 classes) from Debian's package, a root, or a download."""
+    return _mnist_like("FashionMNIST", "fashion-mnist", root, resolution, split, download, [DEBIAN_FASHION_MNIST])
+
+
+def mnist(*, root: str = "", resolution: int = 28, split: str = "train", download: bool = False) -> TensorGanDataset:
+    """MNIST (28x28, 10 classes) through torchvision's files; download=true fetches it."""
+    return _mnist_like("MNIST", "mnist", root, resolution, split, download, [])
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------------
+
+
+def cifar10(*, root: str = "", resolution: int = 32, split: str = "train", download: bool = False) -> TensorGanDataset:
+    """CIFAR-10 (32x32 RGB, 10 classes) through torchvision; download=true fetches it."""
+    import torchvision
+
+    _check_split(split)
+    _check_resolution(resolution)
+    base = data_root(root)
+    try:
+        ds = torchvision.datasets.CIFAR10(str(base), train=split == "train", download=download)
+    except RuntimeError as exc:
+        raise DatasetNotFoundError(
+            f"cifar10 not found under {base} ({exc}). Put torchvision's cifar-10-batches-py folder there "
+            f"(--data-root DIR), or allow a download with --data-opt download=true."
+        ) from None
+    x = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)
+    y = torch.tensor(ds.targets, dtype=torch.long)
+    return TensorGanDataset(to_unit_range(x, resolution), y, name="cifar10", num_classes=10)
+
+
+# -- folder -----------------------------------------------------------------------------------
+
+
+class FolderDataset(GanDataset):
+    """Images under ``root/<class>/*.png|jpg``, read lazily by torchvision's ImageFolder."""
+
+    def __init__(self, root: str, resolution: int, channels: int):
+        import torchvision
+        from torchvision import transforms as T
+
+        if not root:
+            raise UsageError("dataset 'folder' needs a root: --data-root DIR (DIR/<class>/<image>)")
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise DatasetNotFoundError(f"image folder {path} does not exist")
+        if channels not in (1, 3):
+            raise UsageError(f"channels must be 1 or 3, got {channels}")
+        tf = [T.Grayscale(1)] if channels == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
+        tf += [T.Resize(resolution), T.CenterCrop(resolution), T.ToTensor(), T.Normalize([0.5] * channels, [0.5] * channels)]
+        try:
+            self.ds = torchvision.datasets.ImageFolder(str(path), transform=T.Compose(tf))
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise DatasetNotFoundError(f"no images found in {path}: {exc}") from None
+        self.name = "folder"
+        self.image_shape = (channels, resolution, resolution)
+        self.num_classes = len(self.ds.classes)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.ds[i]
+
+    def labels(self) -> Tensor:
+        return torch.tensor(self.ds.targets, dtype=torch.long)
+
+
+def folder(*, root: str = "", resolution: int = 32, channels: int = 3) -> FolderDataset:
+    """Your own images: torchvision ImageFolder at root (root/<class>/<image>)."""
+    _check_resolution(resolution)
+    return FolderDataset(root, resolution, channels)
+
+
+# -- 2-D mixtures -----------------------------------------------------------------------------
+
+
+def ring_modes() -> Tensor:
+    """The 8 means of ``ring``: ``(cos 2*pi*i/8, sin 2*pi*i/8)``."""
+    a = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    return torch.stack([a.cos(), a.sin()], 1)
+
+
+def grid_modes() -> Tensor:
+    """The 25 means of ``grid``: ``{-4, -2, 0, 2, 4}^2``."""
+    v = torch.arange(-4, 5, 2, dtype=torch.float64)
+    return torch.cartesian_prod(v, v)
+
+
+MIXTURES = {"ring": (ring_modes, 0.01), "grid": (grid_modes, 0.05)}
+
+
+def mixture(kind: str, n: int, split: str) -> TensorGanDataset:
+    _check_split(split)
+    if n < 1:
+        raise UsageError(f"n must be positive, got {n}")
+    modes_fn, sigma = MIXTURES[kind]
+    modes = modes_fn()
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    y = torch.randint(len(modes), (n,), generator=g)
+    x = modes[y] + sigma * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return TensorGanDataset(x.float(), y, name=kind, num_classes=len(modes))
+
+
+def ring(*, n: int = 50000, split: str = "train") -> TensorGanDataset:
+    """2-D mixture of 8 Gaussians on the unit circle, sigma 0.01."""
+    return mixture("ring", n, split)
+
+
+def grid(*, n: int = 50000, split: str = "train") -> TensorGanDataset:
+    """2-D mixture of 25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05."""
+    return mixture("grid", n, split)
+
+
+# -- stacked ------------------------------------------------------------------------------------
+
+
+class StackedDataset(GanDataset):
+    """Three images of a grayscale dataset as the R, G, B channels (1,000 modes).
+
+    The label is ``100 * y_r + 10 * y_g + y_b``. The triples are drawn once, with ``seed``.
+    """
+
+    def __init__(self, base: TensorGanDataset, n: int, seed: int):
+        if base.image_shape[0] != 1 or base.num_classes != 10:
+            raise UsageError(f"stacked-{base.name} needs a 1-channel, 10-class dataset")
+        if n < 1:
+            raise UsageError(f"n must be positive, got {n}")
+        self.base = base
+        g = torch.Generator().manual_seed(seed)
+        self.triples = torch.randint(len(base), (n, 3), generator=g)
+        self.y = (base.y[self.triples] * torch.tensor([100, 10, 1])).sum(1)
+        self.name = f"stacked-{base.name}"
+        self.image_shape = (3, *base.image_shape[1:])
+        self.num_classes = 1000
+
+    def __len__(self) -> int:
+        return self.triples.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.base.x[self.triples[i]].flatten(0, 1), int(self.y[i])
+
+    def get_batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        return self.base.x[self.triples[idx]].flatten(1, 2), self.y[idx]
+
+    def labels(self) -> Tensor:
+        return self.y
+
+
+def _stacked(base_factory: Any, name: str) -> Any:
+    def factory(*, root: str = "", resolution: int = 28, split: str = "train", n: int = 0, seed: int = 0, download: bool = False) -> StackedDataset:
+        kwargs: dict[str, Any] = {"resolution": resolution, "split": split}
+        if base_factory is not digits:
+            kwargs.update(root=root, download=download)
+        elif root or download:
+            raise UsageError("stacked-digits takes no root or download option (the digits ship with scikit-learn)")
+        base = base_factory(**kwargs)
+        return StackedDataset(base, n or len(base), seed if split == "train" else seed + 1)
+
+    factory.__doc__ = f"Stacked {name}: three random {name} images as RGB channels (1,000 modes)."
+    return factory
+
+
+@hookimpl
+def gzoo_register_components(register: Any) -> None:
+    register("dataset", "digits", digits, paper="scikit-learn's copy of the UCI optdigits test set")
+    register("dataset", "fashion-mnist", fashion_mnist, paper="Xiao et al. 2017, arXiv:1708.07747", aliases=("fashion_mnist", "fmnist"))
+    register("dataset", "mnist", mnist, paper="LeCun et al. 1998")
+    register("dataset", "cifar10", cifar10, paper="Krizhevsky 2009")
+    register("dataset", "folder", folder)
+    register("dataset", "ring", ring, paper="Srivastava et al. 2017 (VEEGAN); Liu et al. 2020")
+    register("dataset", "grid", grid, paper="Srivastava et al. 2017 (VEEGAN); Liu et al. 2020")
+    for base_name, base in (("digits", digits), ("fashion-mnist", fashion_mnist), ("mnist", mnist)):
+        register("dataset", f"stacked-{base_name}", _stacked(base, base_name), paper="Metz et al. 2017 (Unrolled GANs)")

@@ -1,0 +1,315 @@
+"""The four interfaces every gzoo component implements, plus blocks and conditioners.
+
+Shapes use ``N`` for the batch. Images are ``(N, C, H, W)`` in ``[-1, 1]``; point
+data (the 2-D mixtures) is ``(N, 2)``. ``image_shape`` never includes the batch.
+
+* :class:`Generator` -- ``forward(z, y=None) -> (N, *image_shape)``.
+* :class:`Discriminator` -- ``features(x) -> (N, d)`` and ``forward(x, y=None) -> (N,)``
+  logits (never a sigmoid: the loss decides).
+* :class:`Loss` -- D and G terms from real/fake logits.
+* :class:`Regularizer` -- a penalty (optionally lazy), hooks around optimizer steps and
+  build-time wrapping.
+* :class:`Block` -- a shape-preserving feature-map module ``(N, C, H, W) -> (N, C, H, W)``
+  that can be inserted into models that declare resolution :attr:`stages`.
+* :class:`Conditioner` -- where class labels come from (dataset labels, self-conditioning).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .errors import UsageError
+
+__all__ = [
+    "Generator",
+    "Discriminator",
+    "Loss",
+    "Regularizer",
+    "Block",
+    "Conditioner",
+    "ConditionalHead",
+    "Stage",
+]
+
+
+class Stage(nn.Module):
+    """A resolution stage of a convolutional model.
+
+    Models built from stages keep them in ``self.stages`` (an ``nn.ModuleList``) so that
+    blocks can be inserted after the stage of a given output resolution
+    (``--gen-opt insert=gca@8``), whatever the architecture.
+    """
+
+    def __init__(self, body: nn.Module, *, resolution: int, channels: int):
+        super().__init__()
+        self.body = body
+        self.resolution = resolution
+        self.channels = channels
+        self.after = nn.ModuleList()  # inserted blocks, applied in order
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.body(x)
+        for block in self.after:
+            x = block(x)
+        return x
+
+
+class _Staged:
+    """Mixin: block insertion for models that keep resolution :class:`Stage` s."""
+
+    stages: nn.ModuleList
+
+    def stage_resolutions(self) -> list[int]:
+        return [s.resolution for s in getattr(self, "stages", [])]
+
+    def insert_block(self, block: nn.Module, resolution: int) -> None:
+        """Append ``block`` after the stage whose output has ``resolution`` pixels a side."""
+        for stage in getattr(self, "stages", []):
+            if stage.resolution == resolution:
+                stage.after.append(block)
+                return
+        valid = self.stage_resolutions()
+        raise UsageError(
+            f"{type(self).__name__} has no stage of resolution {resolution}; "
+            f"valid resolutions: {valid or 'none (this model declares no stages)'}"
+        )
+
+    def stage_channels(self, resolution: int) -> int:
+        for stage in getattr(self, "stages", []):
+            if stage.resolution == resolution:
+                return stage.channels
+        raise UsageError(
+            f"{type(self).__name__} has no stage of resolution {resolution}; "
+            f"valid resolutions: {self.stage_resolutions()}"
+        )
+
+
+class Generator(_Staged, nn.Module):
+    """Maps latent codes (and optional labels) to samples.
+
+    Subclasses set :attr:`latent_dim`, :attr:`image_shape` and :attr:`num_classes`
+    (0 = unconditional) in ``__init__`` and implement :meth:`forward`.
+    """
+
+    latent_dim: int
+    image_shape: tuple[int, ...]
+    num_classes: int = 0
+    #: generator-specific sampling options accepted by :meth:`sample` (name -> default),
+    #: e.g. CIPS' ``resolution`` or ``chunk``. ``gzoo sample --opt k=v`` passes them.
+    sample_options: ClassVar[dict[str, Any]] = {}
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def sample_latent(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` latent codes from N(0, I), drawn on the CPU (same numbers on every device)."""
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return z.to(_device_of(self))
+
+    def sample(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Draw ``n`` samples. Labels are drawn uniformly when the model is conditional
+        and ``y`` is None. Extra keyword options must be in :attr:`sample_options`."""
+        unknown = set(options) - set(self.sample_options)
+        if unknown:
+            valid = ", ".join(sorted(self.sample_options)) or "none"
+            raise UsageError(
+                f"{type(self).__name__} takes no sampling option(s) {sorted(unknown)}; "
+                f"valid options: {valid}"
+            )
+        z = self.sample_latent(n, generator=generator)
+        if self.num_classes and y is None:
+            y = torch.randint(self.num_classes, (n,), generator=generator).to(z.device)
+        return self(z, y)
+
+
+class Discriminator(_Staged, nn.Module):
+    """Scores samples. ``forward`` returns raw logits of shape ``(N,)``.
+
+    The default :meth:`forward` is ``head(features(x), y)``, so subclasses usually
+    implement :meth:`features` and build a :class:`ConditionalHead` as ``self.head``.
+    """
+
+    num_classes: int = 0
+    head: nn.Module
+
+    def features(self, x: Tensor) -> Tensor:  # pragma: no cover
+        """Penultimate features ``(N, d)``, used by self-conditioning and diagnostics."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.head(self.features(x), y)
+
+
+class ConditionalHead(nn.Module):
+    """The last layer of a discriminator: features ``(N, d)`` -> logits ``(N,)``.
+
+    ``num_classes == 0``: one linear unit. Otherwise ``mode`` picks
+    ``"projection"`` (Miyato & Koyama 2018: ``w.h + <embed(y), h>``) or
+    ``"multihead"`` (one output per class, the label selects it -- the mask output of
+    self-conditioned GANs).
+    """
+
+    MODES = ("projection", "multihead")
+
+    def __init__(self, dim: int, num_classes: int = 0, mode: str = "projection"):
+        super().__init__()
+        if mode not in self.MODES:
+            raise UsageError(f"unknown conditional head {mode!r}; valid: {', '.join(self.MODES)}")
+        self.num_classes = num_classes
+        self.mode = mode
+        out = num_classes if (num_classes and mode == "multihead") else 1
+        self.linear = nn.Linear(dim, out)
+        if num_classes and mode == "projection":
+            self.embed = nn.Embedding(num_classes, dim)
+            nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, h: Tensor, y: Tensor | None = None) -> Tensor:
+        out = self.linear(h)  # (N, 1) or (N, K)
+        if not self.num_classes:
+            return out[:, 0]
+        if y is None:
+            raise UsageError("this discriminator is conditional: it needs labels y")
+        if self.mode == "multihead":
+            return out.gather(1, y.long().view(-1, 1))[:, 0]
+        return out[:, 0] + (self.embed(y.long()) * h).sum(1)
+
+
+def label_embedding(num_classes: int, dim: int) -> nn.Embedding:
+    """A label embedding for conditional generators (L2-normalised at use)."""
+    return nn.Embedding(num_classes, dim)
+
+
+def embed_labels(embedding: nn.Embedding, y: Tensor) -> Tensor:
+    """L2-normalised label embedding ``(N, dim)`` (self-conditioned GAN's G input)."""
+    return nn.functional.normalize(embedding(y.long()), dim=1)
+
+
+class Loss:
+    """An adversarial objective from raw logits. Both methods return scalars to minimise."""
+
+    #: True when the loss is a Wasserstein critic objective (D outputs are unbounded).
+    wasserstein: ClassVar[bool] = False
+
+    def d_loss(self, real: Tensor, fake: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def g_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Regularizer:
+    """A penalty and/or hooks that shape training.
+
+    * :meth:`penalty` -- added to the D loss (``target == "d"``) or G loss, multiplied by
+      :attr:`weight`; with ``every > 1`` it is lazy: computed every ``every`` steps and
+      scaled by ``every`` (StyleGAN2's lazy R1).
+    * :meth:`after_d_step` / :meth:`after_g_step` -- after the optimizer step (clipping).
+    * :meth:`wrap_discriminator` / :meth:`wrap_generator` -- once, at build time
+      (spectral norm).
+    """
+
+    target: ClassVar[str] = "d"
+    has_penalty: ClassVar[bool] = True
+
+    def __init__(self, *, weight: float = 1.0, every: int = 1):
+        if every < 1:
+            raise UsageError(f"regularizer interval 'every' must be >= 1, got {every}")
+        self.weight = float(weight)
+        self.every = int(every)
+
+    def due(self, step: int) -> bool:
+        return self.has_penalty and self.weight != 0 and step % self.every == 0
+
+    def penalty(
+        self, D: Discriminator, real: Tensor, fake: Tensor, y_real: Tensor | None, y_fake: Tensor | None
+    ) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def after_d_step(self, D: Discriminator) -> None:
+        pass
+
+    def after_g_step(self, G: Generator) -> None:
+        pass
+
+    def wrap_discriminator(self, D: Discriminator) -> Discriminator:
+        return D
+
+    def wrap_generator(self, G: Generator) -> Generator:
+        return G
+
+
+class Block(nn.Module):
+    """A shape-preserving feature-map module ``(N, C, H, W) -> (N, C, H, W)``.
+
+    Blocks are built with ``create("block", name, channels=C, **options)``.
+    """
+
+    channels: int
+
+
+class Conditioner:
+    """Where class labels come from during training (``--cond NAME``).
+
+    The trainer asks a conditioner for :meth:`real_labels` of every real batch and
+    :meth:`fake_labels` for every generator batch; it knows nothing else about it.
+    A conditioner is registered with the plugin manager for the duration of a run, so it
+    can implement any training-lifecycle hook (self-conditioning reclusters there).
+    """
+
+    num_classes: int = 0
+
+    def setup(self, trainer: Any) -> None:
+        """Called once before training (after the models exist), and before resuming."""
+
+    def real_labels(self, x: Tensor, y: Tensor | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def fake_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def flat_dim(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))
+
+
+def is_image_shape(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral-normalise every Linear/Conv/Embedding weight of ``module`` (in place)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(module.modules()):
+        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d) and not _has_sn(m):
+            spectral_norm(m)
+    return module
+
+
+def _has_sn(m: nn.Module) -> bool:
+    return hasattr(m, "parametrizations") and "weight" in m.parametrizations
