@@ -1,0 +1,1 @@
+"""gzoo_coc plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""gzoo_selfcond plugin (work in progress)."""
