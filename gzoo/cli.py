@@ -1,0 +1,392 @@
+"""The ``gzoo`` command line: list, plugins, run, sample, eval, viz.
+
+Heavy imports (torch, plugins) happen inside the commands, so ``gzoo --help`` is fast.
+Errors reach the user as one line without a traceback: exit code 2 for usage errors
+(bad names, options, shapes, missing data), 1 for other failures (divergence, corrupt
+checkpoints), 130 after Ctrl-C (a checkpoint is saved first).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _parse_reg_opts(values: tuple[str, ...], regs: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in _parse_kv(values, "--reg-opt").items():
+        name, dot, opt = key.rpartition(".")
+        if not dot:
+            if len(regs) != 1:
+                raise click.UsageError(
+                    f"--reg-opt {key}=... is ambiguous with {len(regs)} regularizers {regs}; write NAME.{key}=VALUE"
+                )
+            name, opt = regs[0], key
+        out.setdefault(name, {})[opt] = value
+    return out
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="gzoo")
+def cli() -> None:
+    """gzoo: a plugin-based zoo of GAN generators, discriminators, losses and regularizers.
+
+    \b
+    Try:  gzoo run                      (a small DCGAN on scikit-learn's digits, CPU)
+          gzoo list                     (every registered component)
+          gzoo run --gen cocgan --disc coc --loss wgan --reg clip
+    """
+
+
+# -- list / plugins ---------------------------------------------------------------------------------
+
+
+@cli.command("list")
+@click.option("--kind", "-k", help="Only this kind (generator, discriminator, loss, regularizer, block, dataset, conditioner, visualizer, preset).")
+@click.option("--filter", "pattern", help="Only names matching this glob, e.g. '*coc*'.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(kind: str | None, pattern: str | None, as_json: bool) -> None:
+    """List registered components and presets."""
+    from .plugins import get_plugin_manager
+
+    reg = get_plugin_manager().registry
+    want_presets = kind in (None, "preset")
+    specs = [] if kind == "preset" else reg.list(kind, pattern)
+    presets = {n: p for n, p in sorted(reg.presets.items()) if want_presets and (pattern is None or _match(n, pattern))}
+    if as_json:
+        data = {"components": [s.describe() for s in specs]}
+        if want_presets:
+            data["presets"] = [{"name": n, "plugin": reg.preset_plugins[n], "settings": p} for n, p in presets.items()]
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title="gzoo components", show_lines=False)
+    for col in ("kind", "name", "plugin", "summary", "options"):
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        opts = ", ".join(f"{o.name}={o.default!r}" for o in s.options.values())
+        name = s.name + (f" ({', '.join(s.aliases)})" if s.aliases else "")
+        table.add_row(s.kind, name, s.plugin, s.summary, opts)
+    for n, p in presets.items():
+        table.add_row("preset", n, reg.preset_plugins[n], ", ".join(f"{k}={v}" for k, v in p.items()), "")
+    _console().print(table)
+
+
+def _match(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatch(name, pattern)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List loaded plugins (built-in and third-party)."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    rows = [vars(i) for i in pm.info.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"gzoo {__version__} plugins" + ("" if pm.autoload else " (third-party autoload disabled)"))
+    for col in ("name", "module", "distribution", "version", "built-in", "components", "status"):
+        table.add_column(col, overflow="fold")
+    for i in pm.info.values():
+        table.add_row(i.name, i.module, i.dist, i.version, "yes" if i.builtin else "no",
+                      str(len(i.components)), i.error or "ok")
+    _console().print(table)
+
+
+# -- run --------------------------------------------------------------------------------------------
+
+RUN_FLAGS = {
+    # flag name -> RunConfig key
+    "gen": "gen", "disc": "disc", "loss": "loss", "reg": "reg", "data": "data", "steps": "steps",
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "n_critic": "n_critic",
+    "optimizer": "optimizer", "cosine": "cosine", "grad_clip": "grad_clip", "ema": "ema", "seed": "seed",
+    "out": "out", "device": "device", "cond": "cond", "log_every": "log_every",
+    "sample_every": "sample_every", "ckpt_every": "ckpt_every", "eval_every": "eval_every",
+    "eval_metric": "eval_metric", "eval_n": "eval_n", "viz": "viz",
+}
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option("--gen", "-g", help="Generator name.  [default: dcgan]")
+@click.option("--disc", "-d", help="Discriminator name.  [default: dcgan]")
+@click.option("--loss", "-l", help="Loss name.  [default: nonsaturating]")
+@click.option("--reg", "-r", multiple=True, help="Regularizer name (repeatable): clip, gp, r1, sn ...")
+@click.option("--data", help="Dataset name.  [default: digits]")
+@click.option("--steps", type=int, help="Generator updates.  [default: 500]")
+@click.option("--epochs", type=float, help="Passes over the data (instead of --steps).")
+@click.option("--batch-size", "-b", type=int, help="Batch size.  [default: 64]")
+@click.option("--lr", type=float, help="Learning rate.  [default: 2e-4]")
+@click.option("--lr-d", type=float, help="Discriminator learning rate (default: --lr).")
+@click.option("--n-critic", type=int, help="D updates per G update.  [default: 1]")
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), help="Optimizer.  [default: adam]")
+@click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay.")
+@click.option("--grad-clip", type=float, help="Clip gradient norms (0 = off).")
+@click.option("--ema", type=float, help="EMA decay of G weights (0 = off).")
+@click.option("--seed", type=int, help="Random seed.  [default: 0]")
+@click.option("--out", "-o", help="Run directory.  [default: runs/<gen>-<disc>-<loss>-<data>-s<seed>]")
+@click.option("--device", envvar="GZOO_DEVICE", help="auto, cpu, cuda, cuda:N.  [default: auto]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings.")
+@click.option("--preset", "-p", help="A named preset (gzoo list --kind preset); flags override it.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
+@click.option("--gen-opt", multiple=True, metavar="K=V", help="Generator option (repeatable).")
+@click.option("--disc-opt", multiple=True, metavar="K=V", help="Discriminator option (repeatable).")
+@click.option("--loss-opt", multiple=True, metavar="K=V", help="Loss option (repeatable).")
+@click.option("--reg-opt", multiple=True, metavar="[REG.]K=V", help="Regularizer option (repeatable).")
+@click.option("--data-opt", multiple=True, metavar="K=V", help="Dataset option, e.g. resolution=32.")
+@click.option("--data-root", help="Where the dataset's files are (= --data-opt root=...).")
+@click.option("--cond", help="Conditioning: 'labels' (dataset labels) or 'selfcond' (k-means on D features).")
+@click.option("--cond-opt", multiple=True, metavar="K=V", help="Conditioner option, e.g. k=100.")
+@click.option("--log-every", type=int, help="Steps between metrics.jsonl rows.")
+@click.option("--sample-every", type=int, help="Steps between sample grids.")
+@click.option("--ckpt-every", type=int, help="Steps between checkpoints.")
+@click.option("--eval-every", type=int, help="Steps between evaluations (keeps best.pt).")
+@click.option("--eval-metric", help="Metric that picks the best checkpoint.")
+@click.option("--eval-n", type=int, help="Samples per periodic evaluation.")
+@click.option("--viz", multiple=True, help="Visualizer to run with every sample grid (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def run(ctx: click.Context, **kw: Any) -> None:
+    """Train a GAN. Every flag is optional: plain `gzoo run` trains a small DCGAN on digits."""
+    from click.core import ParameterSource
+
+    from .config import RunConfig, load_yaml
+    from .plugins import get_plugin_manager
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    flags: dict[str, Any] = {}
+    for name, key in RUN_FLAGS.items():
+        if given(name):
+            value = kw[name]
+            flags[key] = list(value) if isinstance(value, tuple) else value
+    for name in ("gen_opt", "disc_opt", "loss_opt", "data_opt", "cond_opt"):
+        if kw[name]:
+            flags[name] = _parse_kv(kw[name], "--" + name.replace("_", "-"))
+    if kw["data_root"]:
+        flags.setdefault("data_opt", {})["root"] = kw["data_root"]
+    if kw["quiet"]:
+        flags["progress"] = False
+
+    pm = get_plugin_manager()
+    if kw["resume"]:
+        if kw["preset"] or kw["config_file"]:
+            raise click.UsageError("--resume continues a run with its own settings; drop --preset/--config")
+        if kw["reg_opt"]:
+            raise click.UsageError("--reg-opt cannot change when resuming")
+        from .trainer import resume
+
+        _report(resume(kw["resume"], flags, pm=pm), resumed=True)
+        return
+
+    config = RunConfig()
+    if kw["preset"]:
+        config = config.updated(pm.registry.get_preset(kw["preset"]), source=f"preset {kw['preset']!r}")
+    if kw["config_file"]:
+        config = config.updated(load_yaml(kw["config_file"]), source=kw["config_file"])
+    if kw["reg_opt"]:
+        flags["reg_opt"] = _parse_reg_opts(kw["reg_opt"], flags.get("reg", config.reg))
+    config = config.updated(flags, source="command line")
+
+    from .trainer import Trainer
+
+    trainer = Trainer(config, pm=pm)
+    err = _console(stderr=True)
+    err.print(f"[bold]gzoo run[/] {config.gen} + {config.disc}, loss {config.loss}"
+              + (f", reg {'+'.join(config.reg)}" if config.reg else "")
+              + f", data {config.data} {tuple(trainer.image_shape)}, {trainer.total_steps} steps on {trainer.device}"
+              + f" -> {trainer.run_dir}")
+    status = trainer.fit()
+    _report(trainer, interrupted=status == "interrupted")
+
+
+def _report(trainer: Any, *, resumed: bool = False, interrupted: bool = False) -> None:
+    err = _console(stderr=True)
+    last = trainer.run_dir / "checkpoints" / "last.pt"
+    if interrupted or trainer._stop_requested:
+        err.print(f"Interrupted at step {trainer.step}; checkpoint saved to {last}. "
+                  f"Continue with: gzoo run --resume {trainer.run_dir}")
+        sys.exit(130)
+    samples = sorted((trainer.run_dir / "samples").glob("*.png"))
+    err.print(f"Done: {trainer.step} steps. Run directory {trainer.run_dir}: "
+              f"checkpoint {last.name}, {len(samples)} sample grid(s) (latest {samples[-1].name if samples else '-'}), metrics.jsonl")
+
+
+# -- sample / eval / viz ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
+@click.option("--n", "n", default=64, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output: .png grid, .npy or .pt raw samples.")
+@click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
+@click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights when the run has them.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--label", type=int, help="Class label for every sample (conditional runs).")
+@click.option("--opt", multiple=True, metavar="K=V", help="Generator-specific sampling option (e.g. resolution=128).")
+@click.option("--device", default="cpu", show_default=True, envvar="GZOO_DEVICE")
+def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, label: int | None, opt: tuple[str, ...], device: str) -> None:
+    """Draw samples from a trained run."""
+    path = Path(out)
+    if path.suffix not in (".png", ".npy", ".pt"):
+        raise click.UsageError(f"--out must end in .png, .npy or .pt, got {path.name!r}")
+    import torch
+
+    from .imaging import save_samples
+    from .run import load_run
+
+    run = load_run(run_dir, which, device)
+    y = None
+    if label is not None:
+        if not run.num_classes:
+            raise click.UsageError("--label needs a conditional run; this run is unconditional")
+        if not 0 <= label < run.num_classes:
+            raise click.UsageError(f"--label must be in [0, {run.num_classes - 1}], got {label}")
+        y = torch.full((n,), label, dtype=torch.long)
+    options = _parse_kv(opt, "--opt")
+    G = run.generator(ema)
+    coerced = {}
+    for k, v in options.items():
+        import yaml
+
+        coerced[k] = yaml.safe_load(v) if k in G.sample_options else v
+    samples = run.generate(n, ema=ema, seed=seed, y=y, **coerced)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        real = run.data.get_batch(torch.arange(min(len(run.data), 2500)))[0] if samples.dim() == 2 else None
+        save_samples(samples, path, real)
+    elif path.suffix == ".npy":
+        import numpy as np
+
+        np.save(path, samples.numpy())
+    else:
+        torch.save(samples, path)
+    _console(stderr=True).print(f"Wrote {n} samples of shape {tuple(samples.shape[1:])} from step {run.step} to {path}")
+
+
+@cli.command("eval")
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
+@click.option("--n", "n", default=10000, show_default=True, type=click.IntRange(min=2), help="Generated samples.")
+@click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
+@click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights when the run has them.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, as_json: bool) -> None:
+    """Evaluate a run with offline metrics (LeNet-feature FID/KID, precision/recall, modes...)."""
+    from .evaluation import evaluate_run, format_table
+
+    results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed)
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+    else:
+        _console().print(format_table(results))
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@click.option("--what", help="Visualizer name (gzoo list --kind visualizer); default: the first that fits the run.")
+@click.option("--clusters", is_flag=True, help="Per-cluster sample grids of a self-conditioned run (= --what selfcond-clusters).")
+@click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
+@click.option("--opt", multiple=True, metavar="K=V", help="Visualizer option.")
+def viz(run_dir: str, out: str, what: str | None, clusters: bool, which: str, opt: tuple[str, ...]) -> None:
+    """Render a picture of a run: cluster maps of Context Cluster blocks, per-cluster grids..."""
+    from .errors import UsageError
+    from .plugins import get_plugin_manager
+    from .run import load_run
+
+    reg = get_plugin_manager().registry
+    if clusters:
+        if what and what != "selfcond-clusters":
+            raise click.UsageError("--clusters and --what name different visualizers")
+        what = "selfcond-clusters"
+    run = load_run(run_dir, which)
+    options = _parse_kv(opt, "--opt")
+    names = [what] if what else [s.name for s in reg.list("visualizer")]
+    if not names:
+        raise UsageError("no visualizer is registered")
+    reasons = []
+    for name in names:
+        try:
+            paths = reg.create("visualizer", name, run=run, out=Path(out), **options)
+        except UsageError as exc:
+            if what:
+                raise
+            reasons.append(f"{name}: {exc}")
+            continue
+        for p in paths or [out]:
+            _console(stderr=True).print(f"Wrote {p} ({name})")
+        return
+    raise UsageError("no visualizer fits this run: " + "; ".join(reasons))
+
+
+# -- entry point -------------------------------------------------------------------------------------
+
+
+def _format_warning(message: Any, category: Any, filename: str, lineno: int, line: Any = None) -> str:
+    return f"Warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors, exit code 2 for usage errors."""
+    import warnings
+
+    from .errors import GzooError
+
+    warnings.formatwarning = _format_warning
+    try:
+        cli.main(args=argv, prog_name="gzoo", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except GzooError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

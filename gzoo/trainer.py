@@ -1,0 +1,464 @@
+"""One readable training loop for every generator/discriminator/loss/regularizer.
+
+Reading order: :class:`Trainer` builds the run (data, conditioner, models, optimizers),
+:meth:`Trainer.fit` loops over G steps, :meth:`Trainer.train_step` does ``n_critic``
+D updates and one G update, and :meth:`Trainer.state_dict` is what a checkpoint holds.
+
+Determinism: all randomness comes from ``config.seed`` -- the global torch RNG (model
+init, penalties), a data generator (batch indices) and a latent generator (z and fake
+labels). Every RNG state is checkpointed, so ``--resume`` continues bit for bit on CPU:
+10 + 10 steps give the same weights as 20.
+
+Plugins change training only through the hooks of :mod:`gzoo.hookspecs`; the run's
+conditioner is registered with the plugin manager for the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import RunConfig, save_yaml
+from .errors import DivergenceError, UsageError
+from .imaging import save_samples
+from .plugins import PluginManager, get_plugin_manager
+from .run import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    build_components,
+    find_checkpoint,
+    generate,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
+
+#: settings that may change when resuming; everything else must match the checkpoint.
+RESUMABLE = {
+    "steps", "epochs", "device", "log_every", "sample_every", "ckpt_every",
+    "eval_every", "eval_n", "eval_metric", "viz", "progress", "n_samples", "out",
+}
+
+
+class IndexSampler:
+    """Endless shuffled batches of dataset indices; its state is checkpointed."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.pos = 0
+        self.epoch = 0
+
+    def next(self, batch: int) -> Tensor:
+        parts, need = [], batch
+        while need:
+            if self.pos >= self.n:
+                self.perm = torch.randperm(self.n, generator=self.generator)
+                self.pos, self.epoch = 0, self.epoch + 1
+            take = min(need, self.n - self.pos)
+            parts.append(self.perm[self.pos : self.pos + take])
+            self.pos += take
+            need -= take
+        return torch.cat(parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.generator.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.generator.set_state(s["rng"])
+        self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+
+
+class Trainer:
+    """Builds a run from a :class:`RunConfig` and trains it."""
+
+    def __init__(self, config: RunConfig, *, run_dir: Path | None = None, resume_state: dict | None = None,
+                 pm: PluginManager | None = None):
+        self.config = config
+        self.pm = pm or get_plugin_manager()
+        self.registry = self.pm.registry
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+
+        # data and conditioning
+        self.data = self.registry.create("dataset", config.data, **config.data_opt)
+        if len(self.data) == 0:
+            raise UsageError(f"dataset {config.data!r} is empty")
+        self.cond = None
+        if config.cond:
+            self.cond = self.registry.create("conditioner", config.cond, dataset=self.data, **config.cond_opt)
+        elif config.cond_opt:
+            raise UsageError("--cond-opt given without --cond")
+        self.num_classes = self.cond.num_classes if self.cond else 0
+        self.image_shape = tuple(self.data.image_shape)
+
+        # models, loss, regularizers
+        comps = build_components(config, self.image_shape, self.num_classes, self.registry)
+        self.G, self.D, self.loss, self.regs = comps.G.to(self.device), comps.D.to(self.device), comps.loss, comps.regs
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if config.ema else None
+
+        # optimizers and schedules
+        self.total_steps = self._total_steps()
+        self.opt_G = self._optimizer(self.G.parameters(), config.lr)
+        self.opt_D = self._optimizer(self.D.parameters(), config.lr_d or config.lr)
+        self.sched_G = self._schedule(self.opt_G)
+        self.sched_D = self._schedule(self.opt_D)
+
+        # randomness: data order, latents, sample-grid latents
+        self.sampler = IndexSampler(len(self.data), config.seed + 1)
+        self.z_gen = torch.Generator().manual_seed(config.seed + 2)
+        self.grid_seed = config.seed + 3
+
+        self.step = 0  # G updates done
+        self.d_steps = 0  # D updates done
+        self.plugin_state: dict[str, Any] = {}
+        self.run_dir = run_dir or make_run_dir(config)
+        self._stop_requested = False
+        self._tb = None
+        self._resume_state = resume_state
+
+    # -- construction helpers ----------------------------------------------------------------
+    def _total_steps(self) -> int:
+        c = self.config
+        if c.epochs is not None:
+            return max(1, math.ceil(c.epochs * len(self.data) / (c.batch_size * c.n_critic)))
+        return c.steps
+
+    def _optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, betas=tuple(self.config.betas))
+        return torch.optim.RMSprop(params, lr=lr)
+
+    def _schedule(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.config.cosine:
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.total_steps))
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        x, y = self.data.get_batch(self.sampler.next(self.config.batch_size))
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def latents(self, n: int) -> tuple[Tensor, Tensor | None]:
+        z = self.G.sample_latent(n, generator=self.z_gen)
+        y = self.cond.fake_labels(n, generator=self.z_gen).to(self.device) if self.cond else None
+        return z, y
+
+    def train_step(self) -> dict[str, float]:
+        """``n_critic`` discriminator updates, then one generator update."""
+        c, G, D, hook = self.config, self.G, self.D, self.pm.hook
+        losses: dict[str, float] = {}
+        for _ in range(c.n_critic):
+            hook.gzoo_before_d_step(trainer=self, step=self.step)
+            x, y = self.next_batch()
+            y_real = self.cond.real_labels(x, y) if self.cond else None
+            z, y_fake = self.latents(x.shape[0])
+            with torch.no_grad():
+                fake = G(z, y_fake)
+            loss_d = self.loss.d_loss(D(x, y_real), D(fake, y_fake))
+            total = loss_d
+            losses["loss_d"] = loss_d.item()
+            for name, reg in self.regs.items():
+                if reg.target == "d" and reg.due(self.d_steps):
+                    p = reg.penalty(D, x, fake, y_real, y_fake)
+                    total = total + reg.weight * reg.every * p
+                    losses[f"reg_{name}"] = p.item()
+            self._guard(losses, "D")
+            self.opt_D.zero_grad(set_to_none=True)
+            total.backward()
+            if c.grad_clip:
+                torch.nn.utils.clip_grad_norm_(D.parameters(), c.grad_clip)
+            self.opt_D.step()
+            for reg in self.regs.values():
+                reg.after_d_step(D)
+            self.d_steps += 1
+            hook.gzoo_after_d_step(trainer=self, step=self.step, losses=dict(losses))
+
+        D.requires_grad_(False)
+        try:
+            z, y_fake = self.latents(c.batch_size)
+            loss_g = self.loss.g_loss(D(G(z, y_fake), y_fake))
+            total = loss_g
+            losses["loss_g"] = loss_g.item()
+            for name, reg in self.regs.items():
+                if reg.target == "g" and reg.due(self.step):
+                    p = reg.penalty(D, None, G(z, y_fake), None, y_fake)
+                    total = total + reg.weight * reg.every * p
+                    losses[f"reg_{name}"] = p.item()
+            self._guard(losses, "G")
+            self.opt_G.zero_grad(set_to_none=True)
+            total.backward()
+        finally:
+            D.requires_grad_(True)
+        if c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(G.parameters(), c.grad_clip)
+        self.opt_G.step()
+        for reg in self.regs.values():
+            reg.after_g_step(G)
+        if self.G_ema is not None:
+            update_ema(self.G_ema, G, c.ema)
+        self.sched_G.step()
+        self.sched_D.step()
+        self.step += 1
+        hook.gzoo_after_g_step(trainer=self, step=self.step, losses=dict(losses))
+        return losses
+
+    def _guard(self, losses: dict[str, float], who: str) -> None:
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        if bad:
+            last = self.run_dir / "checkpoints" / "last.pt"
+            kept = f"The last good checkpoint is {last}." if last.exists() else "No checkpoint had been written yet."
+            raise DivergenceError(
+                f"training diverged at step {self.step} ({who} update): "
+                + ", ".join(f"{k}={v}" for k, v in bad.items())
+                + f". {kept} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
+            )
+
+    def fit(self) -> str:
+        """Train until ``total_steps``; returns "finished", "interrupted" or raises on divergence."""
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(c, self.run_dir / "config.yaml")
+        for sub in ("checkpoints", "samples"):
+            (self.run_dir / sub).mkdir(exist_ok=True)
+        if self.cond is not None:
+            self.pm.pm.register(self.cond, name="run-conditioner")
+        status = "finished"
+        previous_handler = _install_sigint(self)
+        try:
+            if self.cond is not None:
+                self.cond.setup(self)
+            if self._resume_state is not None:
+                self.load_state_dict(self._resume_state)
+            self.pm.hook.gzoo_train_start(trainer=self)
+            status = self._loop()
+        except DivergenceError:
+            status = "diverged"
+            raise
+        finally:
+            _restore_sigint(previous_handler)
+            self.pm.hook.gzoo_train_end(trainer=self, status=status)
+            if self.cond is not None and self.pm.pm.is_registered(self.cond):
+                self.pm.pm.unregister(self.cond)
+            if self._tb is not None:
+                self._tb.close()
+        return status
+
+    def _loop(self) -> str:
+        c = self.config
+        start_step, t0 = self.step, time.perf_counter()
+        window_t, window_steps = t0, 0
+        progress = _progress(c.progress and self.step < self.total_steps)
+        with progress:
+            task = progress.add_task("training", total=self.total_steps, completed=self.step, status="")
+            while self.step < self.total_steps:
+                losses = self.train_step()
+                window_steps += 1
+                now = time.perf_counter()
+                ips = window_steps * c.batch_size / max(now - window_t, 1e-9)
+                status = " ".join(f"{k}={v:.3f}" for k, v in losses.items()) + f" | {ips:.0f} img/s"
+                progress.update(task, completed=self.step, status=status)
+                if c.log_every and (self.step % c.log_every == 0 or self.step == self.total_steps):
+                    lr = self.opt_G.param_groups[0]["lr"]
+                    self.log_metrics({**losses, "lr": lr, "img_per_s": ips, "time": now - t0})
+                    window_t, window_steps = now, 0
+                if c.sample_every and self.step % c.sample_every == 0:
+                    self.write_samples()
+                if c.ckpt_every and self.step % c.ckpt_every == 0:
+                    self.save_checkpoint("last")
+                if self._stop_requested:
+                    self.save_checkpoint("last")
+                    return "interrupted"
+        if self.step > start_step or not (self.run_dir / "checkpoints" / "last.pt").exists():
+            self.write_samples()
+            self.save_checkpoint("last")
+        return "finished"
+
+    def request_stop(self) -> None:
+        """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    # -- outputs --------------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        step = self.step if step is None else step
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        tb = self._tensorboard()
+        if tb is not None:
+            for k, v in metrics.items():
+                tb.add_scalar(k, float(v), step)
+
+    def _tensorboard(self) -> Any:
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                self._tb = False
+                return None
+            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+        return self._tb or None
+
+    def generate(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Tensor:
+        G = self.G_ema if (ema and self.G_ema is not None) else self.G
+        return generate(G, n, cond=self.cond, seed=seed, **options)
+
+    def write_samples(self) -> Path:
+        path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
+        n = self.config.n_samples if len(self.image_shape) == 3 else 2500
+        y = None
+        if self.num_classes and len(self.image_shape) == 3:
+            y = torch.arange(n) % self.num_classes
+        samples = self.generate(n, seed=self.grid_seed, y=y)
+        real = None
+        if len(self.image_shape) == 1:
+            real = self.data.get_batch(torch.arange(min(len(self.data), 2500)))[0]
+        save_samples(samples, path, real)
+        for name in self.config.viz:
+            self.registry.create("visualizer", name, run=self, out=path.with_name(f"{path.stem}_{name}.png"))
+        self.pm.hook.gzoo_on_sample(trainer=self, step=self.step, path=path)
+        return path
+
+    def all_gather(self, t: Tensor) -> Tensor:
+        """Concatenate ``t`` from every rank (identity on a single process)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts = [torch.empty_like(t) for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather(parts, t)
+            return torch.cat(parts)
+        return t
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "d_steps": self.d_steps,
+            "config": self.config.to_dict(),
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "versions": self.pm.versions(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "sched_G": self.sched_G.state_dict(),
+            "sched_D": self.sched_D.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "z": self.z_gen.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "cond": self.cond.state_dict() if self.cond is not None else {},
+            "plugins": {},
+        }
+        self.pm.hook.gzoo_checkpoint_save(trainer=self, state=state)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.sched_G.load_state_dict(state["sched_G"])
+        self.sched_D.load_state_dict(state["sched_D"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.z_gen.set_state(state["rng"]["z"])
+        if state["rng"].get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.d_steps = int(state["step"]), int(state["d_steps"])
+        if self.cond is not None:
+            self.cond.load_state_dict(state.get("cond") or {})
+        self.pm.hook.gzoo_checkpoint_load(trainer=self, state=state)
+
+    def save_checkpoint(self, tag: str = "last") -> Path:
+        path = self.run_dir / "checkpoints" / f"{tag}.pt"
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(pm, 1.0 - decay)
+        for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+            be.copy_(bm)
+
+
+def make_run_dir(config: RunConfig) -> Path:
+    """``config.out``, else ``runs/<name>``; never reuse a directory that holds a run."""
+    base = Path(config.out) if config.out else Path("runs") / config.default_name()
+    path, i = base, 1
+    while (path / "checkpoints" / "last.pt").exists():
+        if config.out:
+            raise UsageError(f"{path} already holds a run; use --resume {path} to continue it, or another --out")
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def _install_sigint(trainer: Trainer) -> Any:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer._stop_requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        trainer.request_stop()
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
+    )
+
+
+def train(config: RunConfig, *, pm: PluginManager | None = None) -> Trainer:
+    """Build and train a run; returns the trainer (``trainer.run_dir`` holds the outputs)."""
+    trainer = Trainer(config, pm=pm)
+    trainer.fit()
+    return trainer
+
+
+def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, *, pm: PluginManager | None = None) -> Trainer:
+    """Continue the run in ``run_dir`` from its last checkpoint."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(find_checkpoint(run_dir, "last"))
+    config = RunConfig.from_dict(state["config"], source=str(run_dir))
+    overrides = dict(overrides or {})
+    changed = {k for k, v in overrides.items() if k not in RESUMABLE and config.to_dict().get(k) != v}
+    if changed:
+        raise UsageError(
+            f"cannot change {', '.join(sorted(changed))} when resuming {run_dir}; "
+            f"settings that may change: {', '.join(sorted(RESUMABLE))}"
+        )
+    config = config.updated({k: v for k, v in overrides.items() if k != "out"})
+    trainer = Trainer(config, run_dir=run_dir, resume_state=state, pm=pm)
+    trainer.fit()
+    return trainer
