@@ -201,23 +201,42 @@ def mnist(*, root: str = "", resolution: int = 28, split: str = "train", downloa
 # -- CIFAR-10 ---------------------------------------------------------------------------------
 
 
-def cifar10(*, root: str = "", resolution: int = 32, split: str = "train", download: bool = False) -> TensorGanDataset:
-    """CIFAR-10 (32x32 RGB, 10 classes) through torchvision; download=true fetches it."""
-    import torchvision
+CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
+
+def read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read CIFAR-10's python batches (the files torchvision downloads)."""
+    import pickle
+
+    xs, ys = [], []
+    for name in CIFAR_FILES[split]:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def cifar10(*, root: str = "", resolution: int = 32, split: str = "train", download: bool = False) -> TensorGanDataset:
+    """CIFAR-10 (32x32 RGB, 10 classes) from torchvision's files; download=true fetches them."""
     _check_split(split)
     _check_resolution(resolution)
     base = data_root(root)
-    try:
-        ds = torchvision.datasets.CIFAR10(str(base), train=split == "train", download=download)
-    except RuntimeError as exc:
+    folder = base / "cifar-10-batches-py"
+    if not all((folder / n).is_file() for n in CIFAR_FILES[split]) and download:
+        import torchvision
+
+        try:
+            torchvision.datasets.CIFAR10(str(base), train=split == "train", download=True)
+        except Exception as exc:
+            raise DatasetNotFoundError(f"could not download cifar10 into {base}: {exc}") from None
+    if not all((folder / n).is_file() for n in CIFAR_FILES[split]):
         raise DatasetNotFoundError(
-            f"cifar10 not found under {base} ({exc}). Put torchvision's cifar-10-batches-py folder there "
-            f"(--data-root DIR), or allow a download with --data-opt download=true."
-        ) from None
-    x = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)
-    y = torch.tensor(ds.targets, dtype=torch.long)
-    return TensorGanDataset(to_unit_range(x, resolution), y, name="cifar10", num_classes=10)
+            f"cifar10 ({split}) not found: expected torchvision's {folder}/{{{', '.join(CIFAR_FILES[split])}}}. "
+            f"Pass --data-root DIR holding cifar-10-batches-py, or allow a download with --data-opt download=true."
+        )
+    x, y = read_cifar_batches(folder, split)
+    return TensorGanDataset(to_unit_range(torch.from_numpy(x), resolution), torch.from_numpy(y), name="cifar10", num_classes=10)
 
 
 # -- folder -----------------------------------------------------------------------------------

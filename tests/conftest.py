@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh plugin manager, a CLI runner that goes through ``main``
+(so exit codes and one-line errors are what users see), and throwaway plugins."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import gzoo
+from gzoo.plugins import get_plugin_manager, reset_plugin_manager
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``gzoo ARGS`` through the console-script entry point, in-process."""
+    from gzoo.cli import main
+
+    runner = CliRunner()
+    with runner.isolation(env=env) as streams:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    return CliResult(code, out, err)
+
+
+@pytest.fixture
+def cli():
+    return invoke
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path_factory, monkeypatch):
+    """Each test gets its own cache, data dir and working directory, and a fresh manager."""
+    base = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("GZOO_CACHE", str(base / "cache"))
+    monkeypatch.chdir(base)
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def pm():
+    return get_plugin_manager()
+
+
+@pytest.fixture
+def register_plugin(pm):
+    """Register a throwaway plugin object for one test; unregistered at teardown."""
+    names = []
+
+    def _register(plugin, name: str | None = None) -> str:
+        n = pm.register(plugin, name=name)
+        names.append(n)
+        return n
+
+    yield _register
+    for n in names:
+        pm.unregister(n)
+
+
+FAST = ["--steps", "2", "--batch-size", "8", "--sample-every", "0", "--quiet"]
+
+
+def small_opts(kind: str, name: str) -> dict:
+    """Tiny settings for known-heavy components so registry-wide tests stay fast."""
+    return {}
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return tmp_path / "run"
+
+
+gzoo  # keep the import: tests rely on the package being importable
