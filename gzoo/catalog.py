@@ -1,0 +1,54 @@
+"""The catalogue of built-in components and presets, as written to ``registry.yaml``.
+
+``registry.yaml`` at the top of the repository is generated from the live registry and a
+test keeps the two equal. After adding or changing a built-in component, run::
+
+    python -m gzoo.catalog > registry.yaml
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+HEADER = """\
+# gzoo registry: the built-in plugins, their components and the paper presets.
+# Generated from the live registry by `python -m gzoo.catalog > registry.yaml`;
+# tests/test_registry_yaml.py keeps this file equal to what `gzoo list --json` reports.
+"""
+
+
+def catalog(pm: Any = None) -> dict[str, Any]:
+    """Built-in plugins, components and presets (third-party plugins excluded)."""
+    from .plugins import PluginManager
+
+    pm = pm or PluginManager(autoload=False)
+    builtin = {name for name, info in pm.info.items() if info.builtin}
+    plugins = {name: {"module": pm.info[name].module} for name in sorted(builtin)}
+    components = []
+    for spec in pm.registry.list():
+        if spec.plugin not in builtin:
+            continue
+        d = spec.describe()
+        entry = {k: d[k] for k in ("kind", "name", "plugin", "paper", "summary")}
+        if d["aliases"]:
+            entry["aliases"] = d["aliases"]
+        if d["conditional"] is not None:
+            entry["conditional"] = d["conditional"]
+        entry["options"] = d["options"]
+        components.append(entry)
+    presets = {
+        name: {"plugin": pm.registry.preset_plugins[name], "settings": settings}
+        for name, settings in sorted(pm.registry.presets.items())
+        if pm.registry.preset_plugins[name] in builtin
+    }
+    return {"plugins": plugins, "components": components, "presets": presets}
+
+
+def dump(pm: Any = None) -> str:
+    return HEADER + yaml.safe_dump(catalog(pm), sort_keys=False, width=100)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(dump(), end="")
