@@ -193,3 +193,26 @@ def test_labels_conditioner_draws_class_frequencies():
     y = cond.fake_labels(20000, generator=torch.Generator().manual_seed(0))
     freq = torch.bincount(y, minlength=10).double() / len(y)
     torch.testing.assert_close(freq, cond.probs, atol=0.01, rtol=0)
+
+
+def test_tensorboard_events_are_written_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    train(RunConfig(**RING, steps=2, log_every=1, out=str(tmp_path / "r")))
+    assert list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("size,g_stages,d_stages", [(28, [14, 28], [14, 7]), (32, [8, 16, 32], [16, 8, 4]), (64, [8, 16, 32, 64], [32, 16, 8, 4])])
+def test_dcgan_sizes_and_stages(size, g_stages, d_stages):
+    G = gzoo.create("generator", "dcgan", image_shape=(3, size, size), ch=8)
+    D = gzoo.create("discriminator", "dcgan", image_shape=(3, size, size), ch=8)
+    assert G.stage_resolutions() == g_stages and D.stage_resolutions() == d_stages
+    x = G(torch.randn(2, G.latent_dim))
+    assert x.shape == (2, 3, size, size) and D(x).shape == (2,)
+
+
+def test_sample_grid_is_written_for_images_and_points(tmp_path):
+    t = train(RunConfig(**{**RING, "sample_every": 1}, steps=2, out=str(tmp_path / "r")))
+    from PIL import Image
+
+    im = Image.open(t.run_dir / "samples" / "step_000002.png")
+    assert im.size == (256, 256)  # the scatter plot of 2-D samples
