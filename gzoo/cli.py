@@ -144,7 +144,7 @@ RUN_FLAGS = {
 @click.option("--loss", "-l", help="Loss name.  [default: nonsaturating]")
 @click.option("--reg", "-r", multiple=True, help="Regularizer name (repeatable): clip, gp, r1, sn ...")
 @click.option("--data", help="Dataset name.  [default: digits]")
-@click.option("--steps", type=int, help="Generator updates.  [default: 300]")
+@click.option("--steps", type=int, help="Generator updates.  [default: 600]")
 @click.option("--epochs", type=float, help="Passes over the data (instead of --steps).")
 @click.option("--batch-size", "-b", type=int, help="Batch size.  [default: 64]")
 @click.option("--lr", type=float, help="Learning rate.  [default: 2e-4]")

@@ -33,7 +33,7 @@ class RunConfig:
     data_opt: dict[str, Any] = field(default_factory=dict)
     cond_opt: dict[str, Any] = field(default_factory=dict)
     # -- schedule -------------------------------------------------------------------------
-    steps: int = 300  #: generator updates (ignored when ``epochs`` is set)
+    steps: int = 600  #: generator updates (ignored when ``epochs`` is set)
     epochs: float | None = None  #: passes over the data by D; overrides ``steps``
     batch_size: int = 64
     n_critic: int = 1  #: D updates per G update

@@ -115,7 +115,7 @@ def test_preset_config_file_and_flags_precedence(cli, tmp_path, pm):
         (["run", "--gen", "dcgn"], "Did you mean 'dcgan'"),
         (["run", "--loss", "wgna"], "Did you mean 'wgan'"),
         (["run", "--data", "rnig"], "Did you mean 'ring'"),
-        (["run", "--gen-opt", "chh=3"], "Valid options: latent_dim=100, ch=64"),
+        (["run", "--gen-opt", "chh=3"], "Valid options: latent_dim=100, ch=32"),
         (["run", "--gen-opt", "ch=wide"], "must be int"),
         (["run", "--gen-opt", "ch"], "expects KEY=VALUE"),
         (["run", "--gen", "dcgan", "--data", "ring"], "makes images"),
