@@ -302,12 +302,15 @@ def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, lab
 @click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights when the run has them.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="GZOO_INCEPTION_WEIGHTS",
+              help="Also compute Inception FID/KID with these local weights (never downloaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, as_json: bool) -> None:
+def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None, as_json: bool) -> None:
     """Evaluate a run with offline metrics (LeNet-feature FID/KID, precision/recall, modes...)."""
     from .evaluation import evaluate_run, format_table
 
-    results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed)
+    results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed, inception_weights=inception_weights,
+                           progress=not as_json)
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
     else:

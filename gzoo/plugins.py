@@ -33,7 +33,7 @@ from .registry import Registry
 from . import hookimpl  # noqa: F401  (re-exported for plugins)
 
 #: modules of the core that are plugins themselves (registered first).
-DEFAULT_PLUGINS = ("gzoo.datasets", "gzoo.conditioning")
+DEFAULT_PLUGINS = ("gzoo.datasets", "gzoo.conditioning", "gzoo.evaluation")
 
 #: the distribution that owns the built-in entry points.
 OWN_DIST = "gzoo"
