@@ -1,0 +1,188 @@
+"""CoC-GAN: a convolution- and attention-free GAN built from Context Clusters.
+
+Generator ``cocgan``: a latent vector becomes one point; Point Increasers multiply the
+lattice by ``r`` a side and Context Cluster blocks mix the points at every stage; a final
+per-point linear layer gives the colours. Discriminator ``coc``: the image becomes a point
+set (colour + coordinates), Point Reducers and Context Cluster blocks follow, then a global
+average over the points gives ``features(x)`` and a (conditional) linear head the logit.
+
+Our reading of CoC-GAN's Table 1
+--------------------------------
+Table 1 is garbled (a G stage with ``upsample_r = 7`` twice, which would give 98x98 from
+2x2; ``2*2`` regions on a 1x1 lattice; a D ``dim = 3`` followed by 16, 32, 128 and a
+block of 64). We keep its stage count, widths, depths and head settings and fix the rates
+so that the lattice sizes read in its "Points" column (1x1 -> 2x2 -> 4x4 -> 784 = 28x28 for
+G; 28x28 -> 14x14 -> 7x7 for D) come out. A stage is ``r:dim:depth:regions:centers``:
+``r`` the increase/reduction rate a side, ``dim`` the point width, ``depth`` the number of
+Context Cluster blocks, ``regions`` a side and ``centers`` a side per region.
+
+Generator, 28x28 (for 32x32 the last rate is 8; in general S/4)::
+
+    z (100) -> linear -> 1 point x 128
+    S1  1:128:1:1:1   1x1   lattice, 1 block
+    S2  2:64:2:1:2    2x2   lattice, 2 blocks, 2x2 centers
+    S3  2:32:2:1:2    4x4   lattice, 2 blocks, 2x2 centers
+    S4  7:16:3:2:2    28x28 lattice, 3 blocks, 2x2 regions x 2x2 centers
+    -> per-point linear 16 -> C, tanh
+
+The table's last G stage has ``local_centers = 1`` over 784 points, which makes every point
+one cluster and clustering a no-op; we use the 2x2 regions and 4 centers of its other rows.
+
+Discriminator, 28x28 (points of C + 2 values)::
+
+    S1  2:16:1:2:2    14x14, 1 block, 2x2 regions x 2x2 centers
+    S2  2:32:2:1:2    7x7,   2 blocks
+    S3  1:64:2:1:2    7x7,   2 blocks
+    S4  1:128:2:1:2   7x7,   2 blocks
+    -> GroupNorm, mean over points = features (128) -> linear head
+
+All blocks use ``heads = 4``, ``head_dim = 32`` and ``mlp_r = 8`` (the table's values for
+every block but G's first, which lists 16 and 4) -- options ``heads``, ``head_dim``,
+``mlp_r``. The whole stage list is the option ``stages``.
+
+Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
+of z is replaced by a linear map of the one-hot label; D receives the label through a linear
+layer too (the projection head: ``<embed(y), features>``, an embedding being a linear layer
+on one-hot labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gzoo.errors import ShapeError, UsageError
+from gzoo.interfaces import ConditionalHead, Discriminator, Generator, apply_spectral_norm, is_image_shape
+
+from .cluster import ClusterBlock, PointGroupNorm
+from .points import PointIncreaser, PointReducer, image_to_points, points_to_image
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    r: int
+    dim: int
+    depth: int
+    regions: int = 1
+    centers: int = 2
+
+    def __str__(self) -> str:
+        return f"{self.r}:{self.dim}:{self.depth}:{self.regions}:{self.centers}"
+
+
+def parse_stages(text: str) -> list[StageSpec]:
+    """``"r:dim:depth[:regions[:centers]],..."`` -> stage specs."""
+    stages = []
+    for item in str(text).split(","):
+        parts = item.strip().split(":")
+        if not 3 <= len(parts) <= 5 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise UsageError(f"bad stage {item!r}: expected r:dim:depth[:regions[:centers]] with positive integers")
+        stages.append(StageSpec(*map(int, parts)))
+    return stages
+
+
+def default_generator_stages(size: int) -> str:
+    if size % 4:
+        raise ShapeError(f"cocgan's default stages need an image size divisible by 4, got {size}; pass stages=...")
+    return f"1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,{size // 4}:16:3:2:2"
+
+
+D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
+
+
+def _image_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
+    if not is_image_shape(tuple(image_shape)):
+        raise ShapeError(f"{who} makes images (C, H, W), but the data has shape {tuple(image_shape)}")
+    c, h, w = image_shape
+    if h != w:
+        raise ShapeError(f"{who} needs square images, got {h}x{w}")
+    return c, h
+
+
+def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int) -> nn.ModuleList:
+    return nn.ModuleList(
+        ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r)
+        for _ in range(spec.depth)
+    )
+
+
+class CoCGenerator(Generator):
+    """CoC-GAN generator: Point Increasers and Context Cluster blocks, no conv, no attention."""
+
+    def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
+                 stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8):
+        super().__init__()
+        c, size = _image_shape(image_shape, "cocgan")
+        self.latent_dim, self.image_shape, self.num_classes = latent_dim, tuple(image_shape), num_classes
+        self.specs = parse_stages(stages or default_generator_stages(size))
+        side = 1
+        for s in self.specs:
+            side *= s.r
+            if side % s.regions:
+                raise UsageError(f"cocgan stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
+        if side != size:
+            raise ShapeError(f"cocgan stages {stages or '(default)'} make {side}x{side} images, the data is {size}x{size}")
+        if num_classes:
+            half = latent_dim // 2
+            self.label_fc = nn.Linear(num_classes, latent_dim - half)  # GAN-INT-CLS: half of z from the label
+        self.stem = nn.Linear(latent_dim, self.specs[0].dim if self.specs[0].r == 1 else latent_dim)
+        dim = self.stem.out_features
+        self.increasers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
+        for s in self.specs:
+            self.increasers.append(PointIncreaser(dim, s.dim, s.r))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r))
+            dim = s.dim
+        self.norm = PointGroupNorm(dim)
+        self.to_colour = nn.Linear(dim, c)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.num_classes:
+            if y is None:
+                raise UsageError("this cocgan is conditional: it needs labels y")
+            half = self.latent_dim // 2
+            z = torch.cat([z[:, :half], self.label_fc(F.one_hot(y.long(), self.num_classes).float())], 1)
+        p, h, w = self.stem(z).unsqueeze(1), 1, 1  # (B, 1, D): one point
+        for inc, blocks in zip(self.increasers, self.stage_blocks, strict=True):
+            p, h, w = inc(p, h, w)  # (B, h*w, D)
+            for blk in blocks:
+                p = blk(p, h, w)
+        return torch.tanh(points_to_image(self.to_colour(self.norm(p)), h, w))
+
+
+class CoCDiscriminator(Discriminator):
+    """CoC discriminator: Point Reducers and Context Cluster blocks, then a linear head."""
+
+    def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
+                 heads: int = 4, head_dim: int = 32, mlp_r: int = 8, cond_head: str = "projection", sn: bool = False):
+        super().__init__()
+        c, size = _image_shape(image_shape, "coc discriminator")
+        self.image_shape, self.num_classes = tuple(image_shape), num_classes
+        self.specs = parse_stages(stages)
+        side, dim = size, c + 2  # points carry colour and coordinates
+        self.reducers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
+        for s in self.specs:
+            if side % s.r:
+                raise ShapeError(f"coc stage {s}: rate {s.r} does not divide the {side}x{side} lattice")
+            side //= s.r
+            if side % s.regions:
+                raise UsageError(f"coc stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
+            self.reducers.append(PointReducer(dim, s.dim, s.r))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r))
+            dim = s.dim
+        self.norm = PointGroupNorm(dim)
+        self.feature_dim = dim
+        self.head = ConditionalHead(dim, num_classes, cond_head)
+        if sn:
+            apply_spectral_norm(self)
+
+    def features(self, x: Tensor) -> Tensor:
+        _, _, h, w = x.shape
+        p = image_to_points(x)  # (B, H*W, C+2)
+        for red, blocks in zip(self.reducers, self.stage_blocks, strict=True):
+            p, h, w = red(p, h, w)
+            for blk in blocks:
+                p = blk(p, h, w)
+        return self.norm(p).mean(1)  # (B, D)
