@@ -15,11 +15,16 @@ For points ``P (B, N, D)`` on an ``H x W`` lattice, one :class:`ContextCluster`:
 6. fuses the heads with a linear layer ``heads*head_dim -> D`` (the FC of
    ``p_i' = p_i + FC(sig(a s_i + b) g)``; the residual is added by :class:`ClusterBlock`).
 
-Hard assignment makes aggregation and dispatch a sparse, one-center-per-point operation,
-so the default ``impl="scatter"`` computes them with ``scatter_add`` and ``gather`` on
-``(B', n, d)`` tensors; ``impl="broadcast"`` is the direct dense form (a ``B' x M x n x d``
-broadcast, as in the original code) kept as a reference for tests and the speed benchmark
-(``benchmarks/bench_coc_mixer.py``). Everything is vectorised over batch, heads and regions.
+Hard assignment makes aggregation and dispatch a sparse, one-center-per-point operation.
+The default ``impl="bmm"`` writes the assignment as a ``(B', M, n)`` matrix holding each
+point's weight ``sig(a s_i + b)`` in its center's row and zeros elsewhere, so aggregation is
+one ``baddbmm`` (``v_c + A @ V``) and dispatch one ``bmm`` (``A^T @ g``); ``impl="scatter"``
+does the same with ``scatter_add``/``gather``; ``impl="broadcast"`` is the direct dense form
+(a ``B' x M x n x d`` broadcast, as in the original code), kept as the reference for tests
+and the speed benchmark (``benchmarks/bench_coc_mixer.py``). The cosine similarity
+normalises the centers and divides the ``(B', M, n)`` dot products by the point norms,
+instead of normalising the larger ``(B', n, d)`` point tensor. Everything is vectorised over
+batch, heads and regions.
 
 :class:`ClusterBlock` is the original block: ``x + ls1 * mixer(norm1(x))`` then
 ``x + ls2 * mlp(norm2(x))`` with GroupNorm(1) over the point set, a point-wise MLP of ratio
@@ -40,7 +45,7 @@ from gzoo.interfaces import Block
 
 from .points import image_to_points, points_to_image
 
-IMPLS = ("scatter", "broadcast")
+IMPLS = ("bmm", "scatter", "broadcast")
 
 
 def _fold(x: Tensor, h: int, w: int, heads: int, regions: int) -> Tensor:
@@ -72,7 +77,7 @@ class ContextCluster(nn.Module):
     """The Context Cluster token mixer on point sets ``(B, N, D)``."""
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 impl: str = "scatter"):
+                 impl: str = "bmm"):
         super().__init__()
         if impl not in IMPLS:
             raise UsageError(f"unknown context-cluster impl {impl!r}; valid: {', '.join(IMPLS)}")
@@ -106,14 +111,21 @@ class ContextCluster(nn.Module):
         v_ctr = propose_centers(v_pts, c)  # (B', M, d): the centers' values v_c
         s_pts = s_pts.flatten(1, 2)  # (B', n, d)
         v_pts = v_pts.flatten(1, 2)  # (B', n, d)
-        sim = F.normalize(s_ctr, dim=-1) @ F.normalize(s_pts, dim=-1).transpose(1, 2)  # (B', M, n) cosine
+        dots = F.normalize(s_ctr, dim=-1) @ s_pts.transpose(1, 2)  # (B', M, n)
+        sim = dots / s_pts.norm(dim=-1).clamp_min(1e-12).unsqueeze(1)  # cosine similarity
         if self.record:
             self.last_lattice = (h, w, s_ctr.shape[1])
-        if self.impl == "scatter":
-            out = self._scatter(sim, v_pts, v_ctr)
-        else:
-            out = self._broadcast(sim, v_pts, v_ctr)
+        out = getattr(self, f"_{self.impl}")(sim, v_pts, v_ctr)  # (B', n, d)
         return self.proj(_unfold(out, b, h, w, E, R))
+
+    def _bmm(self, sim: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
+        s, idx = sim.max(dim=1)  # (B', n): each point's most similar center and its similarity
+        if self.record:
+            self.last_assignment = idx.detach()
+        wgt = torch.sigmoid(self.alpha * s + self.beta)  # (B', n)
+        assign = F.one_hot(idx, sim.shape[1]).to(v.dtype).transpose(1, 2) * wgt.unsqueeze(1)  # (B', M, n)
+        g = torch.baddbmm(v_ctr, assign, v) / (1.0 + assign.sum(-1, keepdim=True))  # (B', M, d)
+        return assign.transpose(1, 2) @ g  # (B', n, d): w_i * g of the point's center
 
     def _scatter(self, sim: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
         s, idx = sim.max(dim=1)  # (B', n): each point's most similar center and its similarity
@@ -157,7 +169,7 @@ class ClusterBlock(nn.Module):
     """Context Cluster block: norm, token mixer, residual with layer scale; norm, MLP, residual."""
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "scatter"):
+                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "bmm"):
         super().__init__()
         self.norm1 = PointGroupNorm(dim)
         self.mixer = ContextCluster(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers, impl=impl)
