@@ -240,6 +240,7 @@ class LoadedRun:
         if not self.config.cond:
             return None
         cond = self.registry.create("conditioner", self.config.cond, dataset=self.data, **self.config.cond_opt)
+        cond.setup(self)
         cond.load_state_dict(self.state.get("cond") or {})
         return cond
 
