@@ -56,10 +56,9 @@ def main() -> None:
     for c in combos:
         t = trainers[c.label]
         q = quality.get(c.label, {})
-        fmt = lambda key: f"{q[key]:.3g}" if key in q else "-"  # noqa: E731
+        quality_cols = [f"{q[k]:.3g}" if k in q else "-" for k in ("fid_lenet", "precision", "recall", "coverage")]
         rows.append([c.label, f"{ips[c.label]:.1f}", f"{ips[c.label] / ips[base]:.3f}",
-                     f"{count_parameters(t.G):,}", f"{count_parameters(t.D):,}",
-                     fmt("fid_lenet"), fmt("precision"), fmt("recall"), fmt("coverage"), q.get("steps", "-")])
+                     f"{count_parameters(t.G):,}", f"{count_parameters(t.D):,}", *quality_cols, q.get("steps", "-")])
     headers = ["model", "train img/s", "vs DCGAN", "params G", "params D", "fid_lenet", "precision", "recall",
                "coverage", "steps (quality)"]
     md = markdown_table(headers, rows)

@@ -72,7 +72,13 @@ def evaluate_samples(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Every metric that fits ``dataset`` for ``samples`` (on the CPU, in [-1, 1])."""
-    from .metrics import class_histogram_metrics, fid_from_features, inception_score, kid_from_features, prdc
+    from .metrics import (
+        class_histogram_metrics,
+        fid_from_features,
+        inception_score,
+        kid_from_features,
+        prdc,
+    )
     from .metrics.features import get_classifier
     from .metrics.modes import mixture_mode_metrics, stacked_mode_metrics
     from .plugins import get_plugin_manager

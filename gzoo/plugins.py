@@ -26,11 +26,12 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import (
+    hookimpl,  # noqa: F401  (re-exported for plugins)
+    hookspecs,
+)
 from .errors import GzooError
 from .registry import Registry
-
-from . import hookimpl  # noqa: F401  (re-exported for plugins)
 
 #: modules of the core that are plugins themselves (registered first).
 DEFAULT_PLUGINS = ("gzoo.datasets", "gzoo.conditioning", "gzoo.evaluation")

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import gzoo
+import gzoo.interfaces
 from gzoo.plugins import get_plugin_manager, reset_plugin_manager
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -79,17 +80,35 @@ def register_plugin(pm):
         pm.unregister(n)
 
 
+class UncondGenerator(gzoo.interfaces.Generator):
+    """A 2-D generator that takes no ``num_classes``: it cannot be class-conditioned."""
+
+    def __init__(self, *, image_shape):
+        super().__init__()
+        self.latent_dim, self.image_shape = 2, tuple(image_shape)
+        self.lin = torch.nn.Linear(2, 2)
+
+    def forward(self, z, y=None):
+        return self.lin(z)
+
+
+@pytest.fixture
+def uncond_generator(register_plugin) -> str:
+    """Registers ``uncond``, an unconditional generator, for one test; returns its name."""
+
+    class Plugin:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("generator", "uncond", UncondGenerator)
+
+    register_plugin(Plugin(), "uncond-plugin")
+    return "uncond"
+
+
 FAST = ["--steps", "2", "--batch-size", "8", "--sample-every", "0", "--quiet"]
-
-
-def small_opts(kind: str, name: str) -> dict:
-    """Tiny settings for known-heavy components so registry-wide tests stay fast."""
-    return {}
 
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     return tmp_path / "run"
 
-
-gzoo  # keep the import: tests rely on the package being importable

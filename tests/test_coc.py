@@ -43,7 +43,7 @@ def loop_context_cluster(m: ContextCluster, p: torch.Tensor, h: int, w: int) -> 
                             idx = [y * wr + x for y in range(y0, y1) for x in range(x0, x1)]
                             cs.append(s[idx].mean(0))
                             cv.append(v[idx].mean(0))
-                    for k, (sc, vc) in enumerate(zip(cs, cv, strict=True)):
+                    for k, vc in enumerate(cv):
                         members, weights = [], []
                         for i in range(len(pts)):
                             sims = [F.cosine_similarity(s[i], cc, dim=0) for cc in cs]

@@ -14,7 +14,6 @@ import torch
 import gzoo
 from gzoo.datasets import DEBIAN_FASHION_MNIST, grid_modes, ring_modes
 from gzoo.errors import DatasetNotFoundError, UsageError
-from gzoo.plugins import PluginManager
 
 ALWAYS = ["digits", "ring", "grid", "stacked-digits"]
 

@@ -11,6 +11,7 @@ import torch
 
 import gzoo
 from gzoo.errors import UsageError
+from gzoo.metrics import features as feat
 from gzoo.metrics import (
     fid_from_features,
     frechet_distance,
@@ -20,7 +21,6 @@ from gzoo.metrics import (
     prdc,
     stacked_mode_metrics,
 )
-from gzoo.metrics import features as feat
 from gzoo.metrics.image import class_histogram_metrics, reverse_kl
 
 TINY = feat.TrainSettings(epochs=1, batch_size=64)

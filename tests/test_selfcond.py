@@ -131,24 +131,9 @@ def test_state_dict_round_trip_is_weights_only_safe(tmp_path):
     assert torch.equal(c.centers, t.cond.centers) and torch.equal(c.labels, t.cond.labels)
 
 
-def test_unconditionable_pair_and_bad_options_are_refused(register_plugin):
-    class Uncond(gzoo.interfaces.Generator):
-        def __init__(self, *, image_shape):
-            super().__init__()
-            self.latent_dim, self.image_shape = 2, image_shape
-            self.lin = torch.nn.Linear(2, 2)
-
-        def forward(self, z, y=None):
-            return self.lin(z)
-
-    class P:
-        @gzoo.hookimpl
-        def gzoo_register_components(self, register):
-            register("generator", "uncond-sc", Uncond)
-
-    register_plugin(P(), "p")
+def test_unconditionable_pair_and_bad_options_are_refused(uncond_generator):
     with pytest.raises(UsageError, match="cannot be class-conditioned"):
-        Trainer(RunConfig(**{**RING, "gen": "uncond-sc", "gen_opt": {}}))
+        Trainer(RunConfig(**{**RING, "gen": uncond_generator, "gen_opt": {}}))
     with pytest.raises(UsageError, match="k >= 2"):
         Trainer(RunConfig(**{**RING, "cond_opt": {"k": 1}}))
     with pytest.raises(UsageError, match="has no option 'kk'"):

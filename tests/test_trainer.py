@@ -163,24 +163,9 @@ def test_existing_run_dir_is_never_overwritten(tmp_path):
         Trainer(RunConfig(**RING, steps=1, out=str(tmp_path / "r")))
 
 
-def test_conditioning_requires_labels_and_conditional_components(register_plugin):
-    class Uncond(gzoo.interfaces.Generator):
-        def __init__(self, *, image_shape):
-            super().__init__()
-            self.latent_dim, self.image_shape = 2, image_shape
-            self.lin = torch.nn.Linear(2, 2)
-
-        def forward(self, z, y=None):
-            return self.lin(z)
-
-    class P:
-        @gzoo.hookimpl
-        def gzoo_register_components(self, register):
-            register("generator", "uncond", Uncond)
-
-    register_plugin(P(), "uncond")
+def test_conditioning_requires_labels_and_conditional_components(uncond_generator):
     with pytest.raises(UsageError, match="cannot be class-conditioned"):
-        Trainer(RunConfig(**{**RING, "gen": "uncond", "gen_opt": {}}, cond="labels"))
+        Trainer(RunConfig(**{**RING, "gen": uncond_generator, "gen_opt": {}}, cond="labels"))
     with pytest.raises(UsageError, match="no labels"):
         from gzoo.datasets import TensorGanDataset
 

@@ -49,9 +49,9 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 def kid_from_features(real: Tensor, fake: Tensor, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Unbiased KID (cubic polynomial kernel), mean and std over random subsets (torchmetrics)."""
-    from torchmetrics.image.kid import KernelInceptionDistance
-
     import warnings
+
+    from torchmetrics.image.kid import KernelInceptionDistance
 
     subset_size = min(subset_size, len(real), len(fake))
     with warnings.catch_warnings():

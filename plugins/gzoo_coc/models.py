@@ -55,7 +55,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gzoo.errors import ShapeError, UsageError
-from gzoo.interfaces import ConditionalHead, Discriminator, Generator, apply_spectral_norm, is_image_shape
+from gzoo.interfaces import (
+    ConditionalHead,
+    Discriminator,
+    Generator,
+    apply_spectral_norm,
+    is_image_shape,
+)
 
 from .cluster import ClusterBlock, PointGroupNorm
 from .points import PointIncreaser, PointReducer, image_to_points, points_to_image
