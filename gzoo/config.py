@@ -55,7 +55,7 @@ class RunConfig:
     n_samples: int = 64  #: images in a sample grid
     eval_every: int = 0  #: steps between evaluations (0 = off); keeps checkpoints/best.pt
     eval_metric: str = "fid_lenet"  #: metric that decides the best checkpoint
-    eval_n: int = 2000  #: samples per periodic evaluation
+    eval_n: int = 2500  #: samples per periodic evaluation
     viz: list[str] = field(default_factory=list)  #: visualizers run at every sample grid
     progress: bool = True  #: rich progress bar
 
