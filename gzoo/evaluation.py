@@ -1,26 +1,31 @@
-"""Evaluation: ``gzoo eval``, periodic evaluation during training, and a helper for
+"""Evaluation: ``gzoo eval``, periodic evaluation during training, and helpers for
 benchmarks.
 
-What is measured depends on the data:
+What is measured depends on the data (see docs/metrics.md):
 
 * images -- in the feature space of gzoo's own LeNet classifier (:mod:`gzoo.metrics.features`):
   ``fid_lenet``, ``kid_lenet``, ``is_lenet``, ``precision``, ``recall``, ``density``,
   ``coverage``, ``class_coverage``, ``class_rkl``; the real reference is a seeded random
   subset of the training split of the same size as the generated set (at most its length);
-* stacked datasets -- the same, with features of the base classifier per channel
-  (concatenated), plus ``modes`` (of 1000) and ``reverse_kl``;
-* the 2-D mixtures -- ``modes``, ``high_quality`` and ``reverse_kl``.
+* stacked datasets -- ``fid_lenet`` ... ``coverage`` with the base classifier's features of
+  the three channels concatenated, plus ``modes`` (of 1000) and ``reverse_kl``;
+* the 2-D mixtures -- ``modes``, ``high_quality`` and ``reverse_kl``;
+* optionally ``fid_inception``/``kid_inception`` with local Inception weights.
 
-This module is also a plugin of the core: with ``--eval-every N`` it evaluates
-``--eval-n`` samples every N steps, logs them, and keeps ``checkpoints/best.pt`` by
-``--eval-metric``.
+Entry points: :func:`evaluate_run` (a run directory; writes ``eval.json``),
+:func:`evaluate_generator` (a sampling function or a tensor of samples; for benchmarks),
+:func:`format_table`. This module is also a plugin of the core: with ``--eval-every N``
+it evaluates ``--eval-n`` samples every N steps, logs ``eval_*`` metrics, and keeps
+``checkpoints/best.pt`` by ``--eval-metric``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +39,13 @@ LOWER_IS_BETTER = {"fid_lenet", "kid_lenet", "class_rkl", "reverse_kl", "fid_inc
 IMAGE_METRICS = ["fid_lenet", "kid_lenet", "is_lenet", "precision", "recall", "density", "coverage",
                  "class_coverage", "class_rkl"]
 MIXTURE_METRICS = ["modes", "high_quality", "reverse_kl"]
-STACKED_METRICS = IMAGE_METRICS + ["modes", "reverse_kl"]
+STACKED_METRICS = ["fid_lenet", "kid_lenet", "precision", "recall", "density", "coverage", "modes", "reverse_kl"]
+INCEPTION_METRICS = ["fid_inception", "kid_inception"]
+PRDC = ("precision", "recall", "density", "coverage")
 
 
 def metric_names(dataset: str) -> list[str]:
+    """The offline metrics gzoo reports for ``dataset`` (Inception ones not included)."""
     from .datasets import MIXTURES
 
     if dataset in MIXTURES:
@@ -45,14 +53,33 @@ def metric_names(dataset: str) -> list[str]:
     return STACKED_METRICS if dataset.startswith("stacked-") else IMAGE_METRICS
 
 
+def higher_is_better(metric: str) -> bool:
+    return metric.removeprefix("eval_") not in LOWER_IS_BETTER
+
+
 def better(metric: str, new: float, old: float | None) -> bool:
+    """Whether ``new`` improves on ``old`` for ``metric`` (``old`` None/NaN: yes; ``new`` NaN: no)."""
+    if new is None or (isinstance(new, float) and math.isnan(new)):
+        return False
     if old is None or (isinstance(old, float) and math.isnan(old)):
         return True
-    return new < old if metric in LOWER_IS_BETTER else new > old
+    return new > old if higher_is_better(metric) else new < old
+
+
+def _selected(dataset: str, metrics: Iterable[str] | None) -> list[str]:
+    valid = metric_names(dataset)
+    if metrics is None:
+        return list(valid)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    extra = INCEPTION_METRICS if valid is not MIXTURE_METRICS else []
+    bad = [m for m in metrics if m not in valid and m not in extra]
+    if bad:
+        raise UsageError(f"metric(s) {', '.join(map(repr, bad))} not measured on {dataset!r}; valid: {', '.join(valid)}")
+    return metrics
 
 
 class _StackedFeatures:
-    """Per-channel features of a 1-channel classifier, concatenated."""
+    """Per-channel features of a 1-channel classifier, concatenated: ``(N, 3 * 128)``."""
 
     def __init__(self, base: Any):
         self.base = base
@@ -65,13 +92,19 @@ def evaluate_samples(
     samples: Tensor,
     dataset: str,
     *,
+    metrics: Iterable[str] | None = None,
     data_opt: dict[str, Any] | None = None,
     seed: int = 0,
     kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
     inception_weights: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Every metric that fits ``dataset`` for ``samples`` (on the CPU, in [-1, 1])."""
+    """The metrics that fit ``dataset`` (or those named in ``metrics``) for ``samples``.
+
+    ``samples`` are on any device, images in [-1, 1] ``(N, C, H, W)`` or points ``(N, 2)``.
+    Inception metrics are added when ``inception_weights`` is given or ``metrics`` names them.
+    """
     from .metrics import (
         class_histogram_metrics,
         fid_from_features,
@@ -79,49 +112,101 @@ def evaluate_samples(
         kid_from_features,
         prdc,
     )
-    from .metrics.features import get_classifier
+    from .metrics.features import base_dataset, get_classifier
     from .metrics.modes import mixture_mode_metrics, stacked_mode_metrics
     from .plugins import get_plugin_manager
 
+    want = _selected(dataset, metrics)
+    want_inception = bool(inception_weights) or any(m in INCEPTION_METRICS for m in want)
+    if want_inception:
+        from .metrics.inception import find_weights
+
+        inception_weights = str(find_weights(inception_weights))  # fail before any work
     registry = get_plugin_manager().registry
     samples = samples.detach().float().cpu()
     n = len(samples)
-    data_opt = {k: v for k, v in (data_opt or {}).items() if k != "split"}
+    data_opt = {k: v for k, v in (data_opt or {}).items() if k not in ("split", "resolution")}
     out: dict[str, Any] = {"dataset": dataset, "n": n}
     if metric_names(dataset) is MIXTURE_METRICS:
-        return {**out, **mixture_mode_metrics(samples, dataset)}
+        res = mixture_mode_metrics(samples, dataset)
+        return {**out, "num_modes": res["num_modes"], **{k: res[k] for k in want}}
     if samples.dim() != 4:
         raise UsageError(f"image metrics need samples (N, C, H, W), got {tuple(samples.shape)}")
     resolution = samples.shape[-1]
-    real_ds = registry.create("dataset", dataset, **{**data_opt, "resolution": resolution})
+    real_ds = registry.create("dataset", dataset, **data_opt, resolution=resolution)
+    if tuple(real_ds.image_shape) != tuple(samples.shape[1:]):
+        raise UsageError(f"samples of shape {tuple(samples.shape[1:])} do not match {dataset!r} {tuple(real_ds.image_shape)}")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(real_ds), generator=g)[: min(n, len(real_ds))]
-    real, real_y = real_ds.get_batch(idx)
+    real, _ = real_ds.get_batch(idx)  # (n_real, C, H, W)
     stacked = dataset.startswith("stacked-")
-    base_name = dataset[len("stacked-"):] if stacked else dataset
-    clf = get_classifier(base_name, resolution, progress=progress,
-                         data_opt={k: v for k, v in data_opt.items() if k not in ("n", "seed")})
-    extractor = _StackedFeatures(clf) if stacked else clf
-    fr, ff = extractor.features(real), extractor.features(samples)
+    clf = get_classifier(base_dataset(dataset), resolution, progress=progress, data_opt=data_opt)
     out.update(n_real=len(real), resolution=resolution, classifier_accuracy=clf.accuracy)
-    out["fid_lenet"] = fid_from_features(fr, ff)
-    out["kid_lenet"], out["kid_lenet_std"] = kid_from_features(fr, ff, subsets=kid_subsets, seed=seed)
-    if stacked:
-        out.update({k: v for k, v in stacked_mode_metrics(samples, base_name, clf, real_labels=real_ds.labels()).items() if k in ("modes", "num_modes", "reverse_kl")})
-        probs = None
-    else:
-        probs = clf.probs(samples)
-        out["is_lenet"] = inception_score(probs)
-        out.update(class_histogram_metrics(probs, real_ds.labels(), real_ds.num_classes))
-    if stacked:
-        out["is_lenet"] = float("nan")
-        out["class_coverage"] = float("nan")
-        out["class_rkl"] = float("nan")
-    out.update(prdc(fr, ff))
-    if inception_weights:
+    lenet = [m for m in want if m not in INCEPTION_METRICS]
+    if {"fid_lenet", "kid_lenet", *PRDC} & set(lenet):
+        extractor = _StackedFeatures(clf) if stacked else clf
+        fr, ff = extractor.features(real), extractor.features(samples)  # (n_real, d), (n, d)
+        if "fid_lenet" in lenet:
+            out["fid_lenet"] = fid_from_features(fr, ff)
+        if "kid_lenet" in lenet:
+            out["kid_lenet"], out["kid_lenet_std"] = kid_from_features(
+                fr, ff, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+        if set(PRDC) & set(lenet):
+            out.update({k: v for k, v in prdc(fr, ff).items() if k in lenet})
+    if stacked and {"modes", "reverse_kl"} & set(lenet):
+        res = stacked_mode_metrics(samples, base_dataset(dataset), clf, real_labels=real_ds.labels())
+        out.update(num_modes=res["num_modes"], **{k: res[k] for k in ("modes", "reverse_kl") if k in lenet})
+    if not stacked and {"is_lenet", "class_coverage", "class_rkl"} & set(lenet):
+        probs = clf.probs(samples)  # (n, K)
+        if "is_lenet" in lenet:
+            out["is_lenet"] = inception_score(probs)
+        hist = class_histogram_metrics(probs, real_ds.labels(), real_ds.num_classes)
+        out.update({k: v for k, v in hist.items() if k in lenet})
+    if want_inception:
         from .metrics.inception import inception_fid_kid
 
-        out.update(inception_fid_kid(real, samples, inception_weights))
+        out.update(inception_fid_kid(real, samples, inception_weights, seed=seed))
+    return out
+
+
+def evaluate_generator(
+    source: Callable[..., Tensor] | Tensor,
+    dataset: str,
+    resolution: int | None = None,
+    n: int = 10000,
+    *,
+    seed: int = 0,
+    metrics: Iterable[str] | None = None,
+    data_opt: dict[str, Any] | None = None,
+    inception_weights: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate a generator without a run directory (benchmarks, notebooks).
+
+    ``source`` is a tensor of samples (the first ``n`` are used) or a function
+    ``generate(n)`` / ``generate(n, seed=...)`` returning ``(n, C, H, W)`` images in [-1, 1]
+    or ``(n, 2)`` points, e.g. ``trainer.generate``. ``resolution``, when given, is checked
+    against the samples. Other keyword arguments go to :func:`evaluate_samples`.
+    """
+    t0 = time.perf_counter()
+    if isinstance(source, Tensor):
+        samples = source[:n]
+    elif callable(source):
+        try:
+            takes_seed = "seed" in inspect.signature(source).parameters
+        except (TypeError, ValueError):
+            takes_seed = False
+        samples = source(n, seed=seed) if takes_seed else source(n)
+    else:
+        raise UsageError(f"evaluate_generator needs samples or a function generate(n), got {type(source).__name__}")
+    if len(samples) < n:
+        raise UsageError(f"asked for {n} samples, got {len(samples)}")
+    if resolution is not None and samples.dim() == 4 and samples.shape[-1] != resolution:
+        raise UsageError(f"samples are {samples.shape[-1]} px, expected {resolution} px")
+    out = evaluate_samples(samples, dataset, metrics=metrics, data_opt=data_opt, seed=seed,
+                           inception_weights=inception_weights, progress=progress, **options)
+    out.update(seed=seed, seconds=round(time.perf_counter() - t0, 2))
     return out
 
 
@@ -131,46 +216,60 @@ def evaluate_run(
     n: int = 10000,
     which: str = "last",
     ema: bool = True,
+    metrics: Iterable[str] | None = None,
     seed: int = 0,
     inception_weights: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint (EMA weights where present); writes ``eval.json``."""
-    from .metrics.inception import check_weights
+    """Evaluate a run's checkpoint (EMA weights where present); writes ``eval.json`` into the run."""
     from .run import load_run
 
     if inception_weights:
-        check_weights(inception_weights)  # fail before generating anything
+        from .metrics.inception import find_weights
+
+        find_weights(inception_weights)  # fail before generating anything
     run = load_run(run_dir, which)
+    _selected(run.config.data, metrics)
     t0 = time.perf_counter()
     samples = run.generate(n, ema=ema, seed=seed)
-    results = evaluate_samples(samples, run.config.data, data_opt=run.config.data_opt, seed=seed,
+    results = evaluate_samples(samples, run.config.data, metrics=metrics, data_opt=run.config.data_opt, seed=seed,
                                inception_weights=inception_weights, progress=progress)
     results.update(
         run=str(run.run_dir), checkpoint=str(run.checkpoint_path), step=run.step,
         ema=bool(ema and run.G_ema is not None), seed=seed, seconds=round(time.perf_counter() - t0, 2),
     )
-    (run.run_dir / "eval.json").write_text(json.dumps(results, indent=2))
+    (run.run_dir / "eval.json").write_text(json.dumps(_jsonable(results), indent=2))
     return results
 
 
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf become None so eval.json stays strict JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
 def format_table(results: dict[str, Any]) -> Any:
+    """A rich table of one evaluation, with the direction of each metric."""
     from rich.table import Table
 
     title = f"{results.get('dataset', '')}: {results.get('n', '?')} samples"
     if "step" in results:
         title += f", step {results['step']}" + (" (EMA)" if results.get("ema") else "")
-    table = Table(title=title)
+    table = Table(title=title, caption="LeNet-feature metrics: not comparable with Inception FID (docs/metrics.md)")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("better")
+    known = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS)
     for k, v in results.items():
         if k in ("dataset", "run", "checkpoint", "n", "step", "ema", "seed"):
             continue
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        arrow = ("higher" if higher_is_better(k) else "lower") if k in known else ""
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v), arrow)
     return table
 
 
 # -- periodic evaluation (a plugin of the core) ------------------------------------------------
+
+_EMPTY = {"best": None, "best_step": None, "metric": None}
 
 
 @hookimpl
@@ -180,7 +279,7 @@ def gzoo_train_start(trainer: Any) -> None:
         raise UsageError(
             f"--eval-metric {c.eval_metric!r} is not measured on {c.data!r}; valid: {', '.join(metric_names(c.data))}"
         )
-    trainer.plugin_state.setdefault("evaluation", {"best": None, "best_step": None})
+    trainer.plugin_state.setdefault("evaluation", dict(_EMPTY))
 
 
 @hookimpl
@@ -189,12 +288,15 @@ def gzoo_after_g_step(trainer: Any, step: int) -> None:
     if not c.eval_every or step % c.eval_every:
         return
     res = evaluate_samples(trainer.generate(c.eval_n, seed=c.seed), c.data, data_opt=c.data_opt, seed=c.seed,
-                           kid_subsets=10, progress=False)
-    trainer.log_metrics({f"eval_{k}": v for k, v in res.items() if isinstance(v, float | int) and k not in ("n",)})
-    state = trainer.plugin_state.setdefault("evaluation", {"best": None, "best_step": None})
+                           kid_subsets=10, progress=c.progress)
+    trainer.log_metrics({f"eval_{k}": v for k, v in res.items()
+                         if isinstance(v, float | int) and not isinstance(v, bool) and k not in ("n", "n_real", "resolution")})
+    state = trainer.plugin_state.setdefault("evaluation", dict(_EMPTY))
     value = float(res[c.eval_metric])
+    if state.get("metric") not in (None, c.eval_metric):  # resumed with another metric: start over
+        state.update(_EMPTY)
     if better(c.eval_metric, value, state["best"]):
-        state.update(best=value, best_step=step)
+        state.update(best=value, best_step=step, metric=c.eval_metric)
         trainer.save_checkpoint("best")
 
 

@@ -1,19 +1,55 @@
-"""`gzoo eval`, periodic evaluation and the best checkpoint."""
+"""`gzoo eval`, evaluate_generator, periodic evaluation and the best checkpoint."""
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import pytest
+import torch
 
+import gzoo
 from gzoo.config import RunConfig
 from gzoo.errors import UsageError
-from gzoo.evaluation import better, evaluate_samples
+from gzoo.evaluation import (
+    IMAGE_METRICS,
+    better,
+    evaluate_generator,
+    evaluate_run,
+    evaluate_samples,
+    format_table,
+)
+from gzoo.metrics import features as feat
 from gzoo.run import load_checkpoint
 from gzoo.trainer import Trainer, train
 
 DIGITS = dict(gen="dcgan", disc="dcgan", data="digits", batch_size=16, progress=False, sample_every=0,
               gen_opt={"ch": 8}, disc_opt={"ch": 8})
+RING = dict(gen="mlp", disc="mlp", data="ring", progress=False, sample_every=0)
+
+
+TINY = feat.TrainSettings(max_steps=15, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def trained_cache(tmp_path_factory):
+    """The digits classifiers (28 and 16 px, tiny settings), trained once for this module."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
+    try:
+        for res in (28, 16):
+            feat.get_classifier("digits", res, settings=TINY, progress=False)
+        yield feat.cache_dir()
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def tiny_classifier(monkeypatch, trained_cache):
+    """Default-settings classifiers are the tiny ones, already in this test's GZOO_CACHE."""
+    monkeypatch.setattr(feat, "DEFAULT_SETTINGS", TINY)
+    shutil.copytree(trained_cache, feat.cache_dir(), dirs_exist_ok=True)
 
 
 def test_eval_command_writes_eval_json(cli, tmp_path):
@@ -21,17 +57,59 @@ def test_eval_command_writes_eval_json(cli, tmp_path):
     r = cli("eval", "--run", tmp_path / "r", "--n", "300", "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    for key in ("fid_lenet", "kid_lenet", "is_lenet", "precision", "recall", "density", "coverage",
-                "class_coverage", "class_rkl", "classifier_accuracy"):
-        assert key in res
-    assert res["ema"] is True and res["step"] == 2 and res["n"] == 300
+    for key in (*IMAGE_METRICS, "kid_lenet_std", "classifier_accuracy"):
+        assert isinstance(res[key], float), key
+    assert res["ema"] is True and res["step"] == 2 and res["n"] == 300 and res["n_real"] == 300
     assert json.loads((tmp_path / "r" / "eval.json").read_text())["fid_lenet"] == res["fid_lenet"]
     table = cli("eval", "--run", tmp_path / "r", "--n", "300")
-    assert table.exit_code == 0 and "fid_lenet" in table.stdout
+    assert table.exit_code == 0 and "fid_lenet" in table.stdout and "not comparable with Inception" in table.stdout
+
+
+def test_evaluate_run_picks_metrics_and_checkpoint(tmp_path):
+    train(RunConfig(**DIGITS, steps=2, out=str(tmp_path / "r")))
+    res = evaluate_run(tmp_path / "r", n=200, metrics=["fid_lenet", "coverage"], ema=True, progress=False)
+    assert res["ema"] is False  # no EMA weights in this run
+    assert {"fid_lenet", "coverage"} <= set(res) and not {"kid_lenet", "precision", "is_lenet"} & set(res)
+    assert res["checkpoint"].endswith("last.pt")
+    with pytest.raises(UsageError, match="valid: fid_lenet"):
+        evaluate_run(tmp_path / "r", n=200, metrics=["modes"], progress=False)
+
+
+def test_evaluate_generator_takes_samples_or_a_function():
+    real = gzoo.create("dataset", "digits", resolution=28).x
+    res = evaluate_generator(real, "digits", 28, n=400, progress=False)
+    assert res["n"] == 400 and res["fid_lenet"] < 20 and res["coverage"] > 0.5
+
+    def noise(n, seed=0):
+        return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+    bad = evaluate_generator(noise, "digits", 28, n=400, progress=False)
+    assert bad["fid_lenet"] > 5 * res["fid_lenet"] and bad["coverage"] < res["coverage"]
+    assert evaluate_generator(noise, "digits", 28, n=400, progress=False)["fid_lenet"] == bad["fid_lenet"]
+    with pytest.raises(UsageError, match="expected 32 px"):
+        evaluate_generator(noise, "digits", 32, n=10, progress=False)
+    with pytest.raises(UsageError, match="asked for 400 samples"):
+        evaluate_generator(real[:10], "digits", n=400, progress=False)
+
+
+def test_evaluate_generator_on_points_reports_modes():
+    from gzoo.datasets import ring_modes
+
+    pts = ring_modes().float().repeat(400, 1)  # (3200, 2) exactly on the 8 modes
+    res = evaluate_generator(lambda n: pts[:n], "ring", n=3200)
+    assert res["modes"] == 8 and res["num_modes"] == 8 and res["high_quality"] == 1.0
+    assert res["reverse_kl"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_evaluate_stacked_reports_modes_and_image_metrics():
+    data = gzoo.create("dataset", "stacked-digits", resolution=16)
+    res = evaluate_generator(data.get_batch(torch.arange(500))[0], "stacked-digits", 16, n=500, progress=False)
+    assert {"fid_lenet", "kid_lenet", "precision", "recall", "density", "coverage", "modes", "reverse_kl"} <= set(res)
+    assert "is_lenet" not in res and res["num_modes"] == 1000 and 0 < res["modes"] <= 500
 
 
 def test_eval_of_a_2d_run_reports_modes(cli, tmp_path):
-    train(RunConfig(gen="mlp", disc="mlp", data="ring", steps=2, progress=False, sample_every=0, out=str(tmp_path / "r")))
+    train(RunConfig(**RING, steps=2, out=str(tmp_path / "r")))
     with pytest.warns(UserWarning, match="at least 2500"):
         r = cli("eval", "--run", tmp_path / "r", "--n", "100", "--json")
     res = json.loads(r.stdout)
@@ -39,30 +117,55 @@ def test_eval_of_a_2d_run_reports_modes(cli, tmp_path):
 
 
 def test_periodic_evaluation_keeps_the_best_checkpoint(tmp_path):
-    t = train(RunConfig(gen="mlp", disc="mlp", data="ring", steps=4, eval_every=2, eval_n=200, eval_metric="high_quality",
-                        progress=False, sample_every=0, out=str(tmp_path / "r")))
+    with pytest.warns(UserWarning, match="at least 2500"):
+        t = train(RunConfig(**RING, steps=4, eval_every=2, eval_n=200, eval_metric="high_quality",
+                            out=str(tmp_path / "r")))
     best = load_checkpoint(t.run_dir / "checkpoints" / "best.pt")
     info = best["plugins"]["evaluation"]
-    assert info["best_step"] in (2, 4) and best["step"] == info["best_step"]
+    assert info["best_step"] in (2, 4) and best["step"] == info["best_step"] and info["metric"] == "high_quality"
     rows = [json.loads(x) for x in (t.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval_high_quality" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert info["best"] == max(r["eval_high_quality"] for r in evals)
+    last = load_checkpoint(t.run_dir / "checkpoints" / "last.pt")
+    assert last["plugins"]["evaluation"] == info  # the best value travels with every checkpoint
+
+
+def test_periodic_evaluation_on_images_with_fid(tmp_path):
+    t = train(RunConfig(**DIGITS, steps=2, eval_every=1, eval_n=100, out=str(tmp_path / "r")))
+    rows = [json.loads(x) for x in (t.run_dir / "metrics.jsonl").read_text().splitlines()]
+    fids = {r["step"]: r["eval_fid_lenet"] for r in rows if "eval_fid_lenet" in r}
+    assert sorted(fids) == [1, 2]
+    info = load_checkpoint(t.run_dir / "checkpoints" / "best.pt")["plugins"]["evaluation"]
+    assert info["best"] == min(fids.values()) and info["metric"] == "fid_lenet"
 
 
 def test_unknown_eval_metric_is_refused(tmp_path):
     with pytest.raises(UsageError, match="valid: modes, high_quality, reverse_kl"):
-        Trainer(RunConfig(gen="mlp", disc="mlp", data="ring", steps=2, eval_every=1, progress=False,
-                          out=str(tmp_path / "r"))).fit()
+        Trainer(RunConfig(**RING, steps=2, eval_every=1, out=str(tmp_path / "r"))).fit()
 
 
 def test_metric_directions():
     assert better("fid_lenet", 1.0, 2.0) and not better("fid_lenet", 3.0, 2.0)
-    assert better("coverage", 0.9, 0.5) and better("modes", 8, None)
+    assert better("coverage", 0.9, 0.5) and better("modes", 8, None) and better("reverse_kl", 0.1, math.nan)
+    assert not better("fid_lenet", math.nan, 2.0)
 
 
-def test_evaluate_samples_needs_image_shape():
-    import torch
-
+def test_evaluate_samples_checks_shapes_and_metric_names():
     with pytest.raises(UsageError, match="need samples"):
         evaluate_samples(torch.zeros(10, 2), "digits")
+    with pytest.raises(UsageError, match="do not match"):
+        evaluate_samples(torch.zeros(10, 3, 28, 28), "digits")
+    with pytest.raises(UsageError, match="'fid' not measured"):
+        evaluate_samples(torch.zeros(10, 1, 28, 28), "digits", metrics=["fid"])
+    with pytest.raises(UsageError, match="not measured on 'ring'"):
+        evaluate_samples(torch.zeros(10, 2), "ring", metrics=["fid_inception"])
+
+
+def test_format_table_shows_directions():
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(format_table({"dataset": "digits", "n": 10, "fid_lenet": 1.5, "coverage": 0.5, "step": 3}))
+    text = console.export_text()
+    assert "fid_lenet" in text and "lower" in text and "higher" in text and "step 3" in text

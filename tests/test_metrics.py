@@ -1,15 +1,21 @@
-"""Metrics against independent computations and known answers."""
+"""Metrics against independent computations and known answers.
+
+The feature classifier is trained once per module, tiny (digits at 16 px, a few dozen
+steps), into a temporary GZOO_CACHE; nothing here depends on wall-clock time.
+"""
 
 from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 
 import numpy as np
 import pytest
 import torch
 
 import gzoo
+from gzoo.datasets import TensorGanDataset
 from gzoo.errors import UsageError
 from gzoo.metrics import features as feat
 from gzoo.metrics import (
@@ -23,22 +29,22 @@ from gzoo.metrics import (
 )
 from gzoo.metrics.image import class_histogram_metrics, reverse_kl
 
-TINY = feat.TrainSettings(epochs=1, batch_size=64)
+RES = 16
+TINY = feat.TrainSettings(epochs=3, batch_size=64)
+MICRO = feat.TrainSettings(max_steps=2, batch_size=16)  # for cache bookkeeping only
 
 
 @pytest.fixture(scope="module")
 def digits_classifier(tmp_path_factory):
-    import os
-
-    old = os.environ.get("GZOO_CACHE")
-    os.environ["GZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
     try:
-        yield feat.get_classifier("digits", 28, settings=TINY, progress=False)
+        yield feat.get_classifier("digits", RES, settings=TINY, progress=False)
     finally:
-        if old is None:
-            os.environ.pop("GZOO_CACHE")
-        else:
-            os.environ["GZOO_CACHE"] = old
+        mp.undo()
+
+
+# -- FID / KID ---------------------------------------------------------------------------------
 
 
 def test_fid_of_a_set_with_itself_is_zero():
@@ -54,7 +60,19 @@ def test_fid_matches_scipy_closed_form():
     assert fid_from_features(a, b) == pytest.approx(expected, rel=1e-6)
 
 
+def test_frechet_distance_is_scipy_sqrtm():
+    from scipy import linalg
+
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(300, 4)), g.normal(size=(300, 4)) * 2
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    d = a.mean(0) - b.mean(0)
+    by_hand = d @ d + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(a.mean(0), s1, b.mean(0), s2) == pytest.approx(by_hand, rel=1e-9)
+
+
 def _unbiased_mmd(x: np.ndarray, y: np.ndarray) -> float:
+    """MMD^2_u with k(a, b) = (a.b / d + 1)^3 (Bińkowski et al. 2018), written out."""
     d = x.shape[1]
     k = lambda a, b: (a @ b.T / d + 1.0) ** 3  # noqa: E731
     m, n = len(x), len(y)
@@ -70,49 +88,126 @@ def test_kid_matches_unbiased_mmd_written_out():
     assert std == 0.0
 
 
+def test_kid_subsets_are_seeded_and_leave_the_global_rng_alone():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(200, 5, generator=g), torch.randn(200, 5, generator=g) + 0.2
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    r1 = kid_from_features(a, b, subsets=5, subset_size=50, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert kid_from_features(a, b, subsets=5, subset_size=50, seed=7) == r1
+    assert kid_from_features(a, b, subsets=5, subset_size=50, seed=8) != r1
+    same = kid_from_features(a, torch.randn(200, 5, generator=g), subsets=5, subset_size=50, seed=7)[0]
+    assert abs(same) < 0.5 * r1[0]  # unbiased: about 0 for two draws of one distribution
+
+
 def test_fid_on_real_images(digits_classifier):
-    real = gzoo.create("dataset", "digits", split="train")
-    x = real.x
-    half = len(x) // 2
-    f = digits_classifier.features
-    same = fid_from_features(f(x[:half]), f(x[half:]))
-    noise = fid_from_features(f(x[:half]), f(torch.rand_like(x[half:]) * 2 - 1))
-    assert same < 0.1 * noise
-    g = torch.Generator().manual_seed(0)
-    eps = torch.randn(x[half:].shape, generator=g)
-    fids = [fid_from_features(f(x[:half]), f((x[half:] + s * eps).clamp(-1, 1))) for s in (0.0, 0.1, 0.3, 0.6)]
-    assert fids == sorted(fids) and fids[-1] > fids[0]
     import torchvision.transforms.functional as TF
 
-    blurs = [fid_from_features(f(x[:half]), f(TF.gaussian_blur(x[half:], 9, s))) for s in (0.3, 1.0, 2.0, 4.0)]
-    assert blurs == sorted(blurs)
+    f = digits_classifier.features
+    test = gzoo.create("dataset", "digits", resolution=RES, split="test").x  # (359, 1, 16, 16), unseen in training
+    a, b = test[: len(test) // 2], test[len(test) // 2 :]
+    noise = torch.rand(b.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert fid_from_features(f(a), f(b)) < 0.1 * fid_from_features(f(a), f(noise))
+    # degradations of increasing strength, on the two halves of the (larger) training split
+    train = gzoo.create("dataset", "digits", resolution=RES, split="train").x  # (1438, 1, 16, 16)
+    a, b = train[: len(train) // 2], train[len(train) // 2 :]
+    fa = f(a)
+    eps = torch.randn(b.shape, generator=torch.Generator().manual_seed(0))
+    fids = [fid_from_features(fa, f((b + s * eps).clamp(-1, 1))) for s in (0.0, 0.2, 0.4, 0.8)]
+    assert fids == sorted(fids) and fids[-1] > 2 * fids[0]
+    blurs = [fid_from_features(fa, f(TF.gaussian_blur(b, 5, s))) for s in (0.3, 0.7, 1.2, 2.0)]
+    assert blurs == sorted(blurs) and blurs[-1] > 2 * blurs[0]
 
 
-def test_classifier_cache_is_reused_and_invalidated(monkeypatch):
-    first = feat.get_classifier("digits", 28, settings=TINY, progress=False)
+# -- the classifier and its cache --------------------------------------------------------------
+
+
+def test_the_classifier_learns(digits_classifier):
+    assert 0.7 < digits_classifier.accuracy <= 1.0
+    meta = digits_classifier.meta
+    assert meta["dataset"] == "digits" and meta["resolution"] == RES and meta["accuracy_split"] == "test"
+    x = gzoo.create("dataset", "digits", resolution=RES, split="test").x[:10]
+    assert digits_classifier.features(x).shape == (10, feat.FEATURE_DIM)
+    torch.testing.assert_close(digits_classifier.probs(x).sum(1), torch.ones(10))
+
+
+def _labelled(*, resolution: int = 12, split: str = "train", labels: bool = True) -> TensorGanDataset:
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    y = torch.randint(3, (64,), generator=g)
+    x = (torch.rand(64, 1, resolution, resolution, generator=g) + y[:, None, None, None]) / 2 - 1
+    return TensorGanDataset(x, y if labels else None, name="blobs" if labels else "unlabelled",
+                            num_classes=3 if labels else 0)
+
+
+def _unlabelled(*, resolution: int = 12, split: str = "train") -> TensorGanDataset:
+    return _labelled(resolution=resolution, split=split, labels=False)
+
+
+@pytest.fixture
+def toy_datasets(register_plugin):
+    class Plugin:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("dataset", "blobs", _labelled)
+            register("dataset", "unlabelled", _unlabelled)
+
+    register_plugin(Plugin(), "toy-datasets")
+
+
+def test_classifier_cache_is_reused_and_invalidated(monkeypatch, toy_datasets):
     calls = []
     real_train = feat.train_classifier
 
-    def counting(*a, **k):
-        calls.append(1)
-        return real_train(*a, **k)
+    def counting(train, test, settings, **kw):
+        calls.append((train.name, train.image_shape[-1]))
+        return real_train(train, test, settings, **kw)
 
     monkeypatch.setattr(feat, "train_classifier", counting)
-    again = feat.get_classifier("digits", 28, settings=TINY, progress=False)
-    assert calls == [] and again.accuracy == first.accuracy
-    assert 0.5 < again.accuracy <= 1.0
-    feat.get_classifier("digits", 32, settings=TINY, progress=False)  # another resolution
-    assert calls == [1]
-    feat.get_classifier("stacked-digits", 28, settings=TINY, progress=False)  # another dataset
-    assert calls == [1, 1]
-    torch.testing.assert_close(again.features(torch.zeros(2, 1, 28, 28)), first.features(torch.zeros(2, 1, 28, 28)))
+    first = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    again = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    assert calls == [("digits", 8)] and again.accuracy == first.accuracy
+    x = torch.zeros(2, 1, 8, 8)
+    torch.testing.assert_close(again.features(x), first.features(x))
+    feat.get_classifier("stacked-digits", 8, settings=MICRO, progress=False)  # per-channel: the digits one
+    assert len(calls) == 1
+    feat.get_classifier("digits", 12, settings=MICRO, progress=False)  # another resolution
+    feat.get_classifier("blobs", 12, settings=MICRO, progress=False)  # another dataset
+    assert calls == [("digits", 8), ("digits", 12), ("blobs", 12)]
+    feat.get_classifier("digits", 8, settings=feat.TrainSettings(max_steps=3, batch_size=16), progress=False)
+    assert len(calls) == 4  # other settings: another code hash
     metas = sorted(feat.cache_dir().glob("*.json"))
-    assert len(metas) == 3 and "test_accuracy" in json.loads(metas[0].read_text())
+    assert len(metas) == 4 and len(list(feat.cache_dir().glob("*.pt"))) == 4
+    meta = json.loads(feat.cache_paths("blobs", 12, 1, MICRO)[1].read_text())
+    assert meta["dataset"] == "blobs" and meta["resolution"] == 12 and "test_accuracy" in meta
 
 
-def test_classifier_needs_labels_and_images():
+def test_classifier_weights_load_safely(monkeypatch):
+    feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    seen = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real_load(*a, **k))
+    feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    assert seen == [True]
+
+
+def test_classifier_refuses_points_unlabelled_data_and_odd_sizes(toy_datasets):
     with pytest.raises(UsageError, match="points, not images"):
-        feat.get_classifier("ring", 28, settings=TINY, progress=False)
+        feat.get_classifier("ring", 28, settings=MICRO, progress=False)
+    with pytest.raises(UsageError, match="no labels"):
+        feat.get_classifier("unlabelled", 12, settings=MICRO, progress=False)
+    with pytest.raises(UsageError, match="8-64 px"):
+        feat.get_classifier("digits", 4, settings=MICRO, progress=False)
+
+
+@pytest.mark.parametrize("channels,res", [(1, 8), (3, 20), (3, 64)])
+def test_lenet_adapts_to_channels_and_resolution(channels, res):
+    net = feat.LeNet(channels, 10, res)
+    assert net.body(torch.zeros(2, channels, res, res)).shape == (2, feat.FEATURE_DIM)
+    assert net(torch.zeros(2, channels, res, res)).shape == (2, 10)
+
+
+# -- precision / recall / density / coverage ---------------------------------------------------
 
 
 def test_prdc_on_constructed_sets():
@@ -136,15 +231,19 @@ def test_prdc_matches_a_direct_computation():
     rc = np.mean([any(dfr[j, i] <= rad(dff, 3)[j] for j in range(50)) for i in range(60)])
     dens = sum(float(dfr[j, i] <= rad(drr, 5)[i]) for j in range(50) for i in range(60)) / (5 * 50)
     cov = np.mean([float(dfr[:, i].min() <= rad(drr, 5)[i]) for i in range(60)])
-    out = prdc(r, f)
+    out = prdc(r, f, chunk=7)  # chunking must not change anything
     assert out["precision"] == pytest.approx(p) and out["recall"] == pytest.approx(rc)
     assert out["density"] == pytest.approx(dens) and out["coverage"] == pytest.approx(cov)
+
+
+# -- classifier-probability metrics ------------------------------------------------------------
 
 
 def test_inception_score_bounds():
     k = 10
     assert inception_score(torch.eye(k).repeat(5, 1)) == pytest.approx(k)  # confident and balanced
     assert inception_score(torch.full((50, k), 1.0 / k)) == pytest.approx(1.0)
+    assert inception_score(torch.eye(k)[torch.zeros(50, dtype=torch.long)]) == pytest.approx(1.0)  # one class
 
 
 def test_class_histogram_metrics():
@@ -156,6 +255,9 @@ def test_class_histogram_metrics():
     assert reverse_kl(torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.25, 0.25, 0.5])) == pytest.approx(np.log(2))
 
 
+# -- mode metrics ------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("name,k,sigma", [("ring", 8, 0.01), ("grid", 25, 0.05)])
 def test_mixture_mode_metrics_known_answers(name, k, sigma):
     from gzoo.datasets import MIXTURES
@@ -163,34 +265,77 @@ def test_mixture_mode_metrics_known_answers(name, k, sigma):
     modes = MIXTURES[name][0]().float()
     every = modes.repeat(3000 // k + 1, 1)[:3000]
     r = mixture_mode_metrics(every, name)
-    assert r["modes"] == k and r["high_quality"] == 1.0 and r["n"] == 3000
+    assert set(r) == {"modes", "num_modes", "high_quality", "reverse_kl", "n"}
+    assert r["modes"] == k and r["num_modes"] == k and r["high_quality"] == 1.0 and r["n"] == 3000
     assert r["reverse_kl"] == pytest.approx(0.0, abs=1e-3)
-    one = mixture_mode_metrics(modes[:1].repeat(3000, 1) + sigma, name)
+    one = mixture_mode_metrics(modes[:1].repeat(3000, 1) + sigma, name)  # 1.4 sigma away: still high quality
     assert one["modes"] == 1 and one["high_quality"] == 1.0 and one["reverse_kl"] == pytest.approx(np.log(k))
     off = mixture_mode_metrics(every + 10 * sigma, name)
     assert off["high_quality"] == 0.0 and off["modes"] == 0
+    half = torch.cat([every[:1500], every[1500:] + 10 * sigma])  # half on the modes, half off
+    assert mixture_mode_metrics(half, name)["high_quality"] == pytest.approx(0.5)
+
+
+def test_mixture_mode_metrics_sample_checks():
+    with pytest.warns(UserWarning, match="at least 2500"):
+        assert mixture_mode_metrics(torch.zeros(10, 2), "ring")["n"] == 10
+    with pytest.raises(UsageError, match="not 'moons'"):
+        mixture_mode_metrics(torch.zeros(3000, 2), "moons")
+    with pytest.raises(UsageError, match=r"\(N, 2\)"):
+        mixture_mode_metrics(torch.zeros(3000, 3), "ring")
 
 
 def test_stacked_mode_metrics(digits_classifier):
-    base = gzoo.create("dataset", "digits")
+    base = gzoo.create("dataset", "digits", resolution=RES)
     idx = torch.arange(300)
-    stacked = torch.cat([base.x[idx], base.x[idx.roll(1)], base.x[idx.roll(2)]], 1)
+    stacked = torch.cat([base.x[idx], base.x[idx.roll(1)], base.x[idx.roll(2)]], 1)  # (300, 3, 16, 16)
     r = stacked_mode_metrics(stacked, "digits", digits_classifier, real_labels=torch.arange(1000))
     pred = digits_classifier.logits(base.x[idx]).argmax(1)
     expected_modes = {(int(a), int(b), int(c)) for a, b, c in zip(pred, pred.roll(1), pred.roll(2), strict=True)}
-    assert r["modes"] == len(expected_modes)
-    collapsed = stacked_mode_metrics(stacked[:1].repeat(50, 1, 1, 1), "digits", digits_classifier, real_labels=torch.arange(1000))
+    assert r["modes"] == len(expected_modes) and r["num_modes"] == 1000 and r["n"] == 300
+    collapsed = stacked_mode_metrics(stacked[:1].repeat(50, 1, 1, 1), "digits", digits_classifier,
+                                     real_labels=torch.arange(1000))
     assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(np.log(1000), rel=1e-6)
+    # against the real stacked dataset's mode histogram (the default reference)
+    default = stacked_mode_metrics(stacked, "digits", digits_classifier)
+    assert default["modes"] == r["modes"] and np.isfinite(default["reverse_kl"])
 
 
-def test_missing_inception_weights_is_clear_and_offline(monkeypatch, tmp_path):
-    from gzoo.metrics.inception import check_weights, inception_fid_kid
+# -- Inception (optional, never downloaded) ----------------------------------------------------
 
-    def no_network(*a, **k):
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*a, **k):
         raise AssertionError("tried to open a network connection")
 
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    with pytest.raises(UsageError, match="never downloads"):
-        check_weights(None)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_missing_inception_weights_is_clear_and_offline(no_network, monkeypatch, tmp_path):
+    from gzoo.evaluation import evaluate_samples
+    from gzoo.metrics.inception import WEIGHTS_NAME, find_weights, inception_fid_kid
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torch-fidelity cache
+    monkeypatch.delenv("GZOO_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(UsageError, match="never downloads.*--inception-weights"):
+        find_weights(None)
     with pytest.raises(UsageError, match="not found at"):
         inception_fid_kid(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 28, 28), tmp_path / "missing.pth")
+    with pytest.raises(UsageError, match="never downloads"):
+        evaluate_samples(torch.zeros(4, 1, 28, 28), "digits", metrics=["fid_inception"])
+    # a file in torch-fidelity's cache is found; without torch-fidelity installed the message says so
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / WEIGHTS_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match="pip install gzoo\\[inception\\]"):
+            find_weights(None)
+    else:  # pragma: no cover - only where the extra is installed
+        assert find_weights(None) == cached

@@ -7,6 +7,7 @@ Inception-based numbers. Mode-collapse metrics for the 2-D mixtures and stacked 
 are in :mod:`gzoo.metrics.modes`. See docs/metrics.md.
 """
 
+from .features import get_classifier
 from .image import (
     class_histogram_metrics,
     fid_from_features,
@@ -21,6 +22,7 @@ __all__ = [
     "class_histogram_metrics",
     "fid_from_features",
     "frechet_distance",
+    "get_classifier",
     "inception_score",
     "kid_from_features",
     "prdc",

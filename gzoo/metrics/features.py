@@ -4,19 +4,23 @@ Pretrained Inception weights cannot be downloaded here, so gzoo measures images 
 feature space of a small CNN it trains itself, once per (dataset, resolution), on the
 real training split. It is cached under ``$GZOO_CACHE`` (default ``~/.cache/gzoo``) in
 ``classifiers/<dataset>-r<resolution>-c<channels>-<code hash>.pt`` with a JSON file
-beside it that records its test accuracy. The code hash covers this file and the
-training settings, so changing either retrains.
+beside it that records its test accuracy. The code hash covers the source of the
+network and of its training function, and the training settings, so changing either retrains.
 
 * ``features(x)``: the 128-d penultimate layer (FID, KID, precision/recall...).
 * ``probs(x)``: softmax class probabilities (Inception-Score analogue, class histograms).
+
+Stacked datasets (``stacked-<base>``) use the classifier of ``<base>`` on each channel, so
+``get_classifier("stacked-fashion-mnist", 28)`` returns the Fashion-MNIST classifier.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +31,33 @@ from torch import Tensor, nn
 from ..errors import UsageError
 
 FEATURE_DIM = 128
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GZOO_CACHE", "~/.cache/gzoo")).expanduser() / "classifiers"
 
 
-class LeNet(nn.Module):
-    """conv5-pool-conv5-pool -> 7x7 -> fc 128 (features) -> fc classes."""
+def base_dataset(dataset: str) -> str:
+    """The dataset whose classifier measures ``dataset`` (``stacked-x`` -> ``x``)."""
+    return dataset[len("stacked-") :] if dataset.startswith("stacked-") else dataset
 
-    def __init__(self, channels: int, num_classes: int):
+
+class LeNet(nn.Module):
+    """LeNet-style CNN: conv5(16)-pool-conv5(32)-pool -> s x s -> fc 128 (features) -> fc classes.
+
+    ``s = min(7, resolution // 4)``: 7x7 for 28-64 px (adaptive average pooling), smaller
+    below 28 px so that 8-px images are not upsampled.
+    """
+
+    def __init__(self, channels: int, num_classes: int, resolution: int = 28, width: int = 16):
         super().__init__()
+        s = max(1, min(7, resolution // 4))
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(7), nn.Flatten(),
-            nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
+            nn.Conv2d(channels, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, H/2, W/2)
+            nn.Conv2d(width, 2 * width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, 2w, H/4, W/4)
+            nn.AdaptiveAvgPool2d(s), nn.Flatten(),  # (B, 2w*s*s)
+            nn.Linear(2 * width * s * s, FEATURE_DIM), nn.ReLU(),  # (B, 128) = the features
         )
         self.fc = nn.Linear(FEATURE_DIM, num_classes)
 
@@ -52,10 +67,17 @@ class LeNet(nn.Module):
 
 @dataclass
 class TrainSettings:
-    epochs: int = 3
+    """How the feature classifier is trained (part of the cache key)."""
+
+    epochs: float = 2.0  #: passes over the training split
+    max_steps: int = 0  #: stop after this many steps (0 = no cap)
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+
+
+#: settings used when none are given (tests swap in tiny ones).
+DEFAULT_SETTINGS = TrainSettings()
 
 
 class Classifier:
@@ -73,6 +95,7 @@ class Classifier:
         return torch.cat([fn(x[i : i + batch_size].to(dev).float()).cpu() for i in range(0, len(x), batch_size)])
 
     def features(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W)`` in [-1, 1] -> ``(N, 128)`` penultimate activations."""
         return self._batched(x, self.net.body)
 
     def logits(self, x: Tensor) -> Tensor:
@@ -83,11 +106,13 @@ class Classifier:
 
 
 def code_hash(settings: TrainSettings) -> str:
-    src = Path(__file__).read_bytes()
-    return hashlib.sha256(src + repr(settings).encode()).hexdigest()[:12]
+    """Hash of the classifier's code (the network and its training) and its settings."""
+    src = inspect.getsource(LeNet) + inspect.getsource(train_classifier)
+    return hashlib.sha256((src + repr(settings)).encode()).hexdigest()[:12]
 
 
-def _paths(dataset: str, resolution: int, channels: int, settings: TrainSettings) -> tuple[Path, Path]:
+def cache_paths(dataset: str, resolution: int, channels: int, settings: TrainSettings) -> tuple[Path, Path]:
+    """``(weights, meta json)`` of the cached classifier."""
     stem = f"{dataset}-r{resolution}-c{channels}-{code_hash(settings)}"
     return cache_dir() / f"{stem}.pt", cache_dir() / f"{stem}.json"
 
@@ -101,14 +126,24 @@ def get_classifier(
     registry: Any = None,
     data_opt: dict[str, Any] | None = None,
 ) -> Classifier:
-    """The cached classifier for ``dataset`` at ``resolution``; trained on first use."""
+    """The cached classifier for ``dataset`` at ``resolution``; trained on first use.
+
+    ``stacked-<base>`` gets the 1-channel classifier of ``<base>``. ``data_opt`` are passed
+    to the dataset factory (e.g. ``root``); options the base dataset lacks are dropped.
+    """
     from ..plugins import get_plugin_manager
 
-    settings = settings or TrainSettings()
+    settings = settings or DEFAULT_SETTINGS
     registry = registry or get_plugin_manager().registry
-    data_opt = {k: v for k, v in (data_opt or {}).items() if k not in ("resolution", "split")}
-    if "resolution" not in registry.get("dataset", dataset).options:
+    spec = registry.get("dataset", base_dataset(dataset))
+    dataset = spec.name  # aliases share one cache entry
+    if "resolution" not in spec.options:
         raise UsageError(f"dataset {dataset!r} holds points, not images: use the mode metrics instead")
+    if not (MIN_RESOLUTION <= resolution <= MAX_RESOLUTION):
+        raise UsageError(
+            f"the feature classifier takes {MIN_RESOLUTION}-{MAX_RESOLUTION} px images, got {resolution} px"
+        )
+    data_opt = {k: v for k, v in (data_opt or {}).items() if k in spec.options and k not in ("resolution", "split")}
     train = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="train")
     if len(train.image_shape) != 3:
         raise UsageError(f"dataset {dataset!r} holds points, not images: use the mode metrics instead")
@@ -118,17 +153,20 @@ def get_classifier(
             "evaluate with Inception features (--inception-weights) instead"
         )
     channels = train.image_shape[0]
-    weights, meta_path = _paths(dataset, resolution, channels, settings)
+    weights, meta_path = cache_paths(dataset, resolution, channels, settings)
     if weights.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        net = LeNet(channels, meta["num_classes"])
+        net = LeNet(channels, meta["num_classes"], resolution)
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return Classifier(net, meta)
-    test = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="test")
-    net, meta = train_classifier(train, test, settings, progress=progress)
-    meta.update(dataset=dataset, resolution=resolution, channels=channels, code_hash=code_hash(settings))
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    from ..run import save_checkpoint
+    try:
+        test = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="test")
+    except UsageError:
+        test = None  # e.g. no test files: accuracy is then measured on the training split
+    net, meta = train_classifier(train, test if test is not None else train, settings, progress=progress)
+    meta.update(dataset=dataset, resolution=resolution, channels=channels, code_hash=code_hash(settings),
+                accuracy_split="test" if test is not None else "train")
+    from ..run import save_checkpoint  # atomic write
 
     save_checkpoint(net.state_dict(), weights)
     meta_path.write_text(json.dumps(meta, indent=2))
@@ -136,30 +174,43 @@ def get_classifier(
 
 
 def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress: bool = True) -> tuple[LeNet, dict]:
-    """Train a :class:`LeNet` on ``train``; report accuracy on ``test``."""
-    from rich.progress import Progress
+    """Train a :class:`LeNet` on ``train`` (Adam, cross-entropy); report accuracy on ``test``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     g = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    net = LeNet(train.image_shape[0], train.num_classes)
+    net = LeNet(train.image_shape[0], train.num_classes, train.image_shape[-1])
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     n = len(train)
-    steps_per_epoch = max(1, n // settings.batch_size)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"training the {train.name} feature classifier", total=settings.epochs * steps_per_epoch)
-        for _ in range(settings.epochs):
-            perm = torch.randperm(n, generator=g)
-            for i in range(steps_per_epoch):
-                x, y = train.get_batch(perm[i * settings.batch_size : (i + 1) * settings.batch_size])
-                loss = F.cross_entropy(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                bar.advance(task)
+    bs = min(settings.batch_size, n)
+    steps = max(1, round(settings.epochs * (n // bs)))
+    if settings.max_steps:
+        steps = min(steps, settings.max_steps)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"training the {train.name} feature classifier (once; cached)", total=steps)
+        perm, pos = torch.randperm(n, generator=g), 0
+        for _ in range(steps):
+            if pos + bs > n:
+                perm, pos = torch.randperm(n, generator=g), 0
+            x, y = train.get_batch(perm[pos : pos + bs])  # (B, C, H, W), (B,)
+            pos += bs
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.advance(task)
     net.eval()
     x, y = test.get_batch(torch.arange(len(test)))
     with torch.no_grad():
         pred = torch.cat([net(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
     acc = float((pred == y).float().mean())
-    return net, {"num_classes": train.num_classes, "test_accuracy": acc, "train_size": n, "test_size": len(test),
-                 "settings": vars(settings)}
+    meta = {"num_classes": train.num_classes, "test_accuracy": acc, "train_size": n, "test_size": len(test),
+            "steps": steps, "settings": asdict(settings)}
+    return net, meta

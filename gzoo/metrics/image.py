@@ -48,16 +48,23 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 
 def kid_from_features(real: Tensor, fake: Tensor, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Unbiased KID (cubic polynomial kernel), mean and std over random subsets (torchmetrics)."""
+    """Unbiased KID (cubic polynomial kernel ``(x.y/d + 1)^3``), mean and std over subsets (torchmetrics).
+
+    Each of the ``subsets`` draws ``subset_size`` rows of each set without replacement, with
+    torch's global RNG seeded with ``seed`` (and restored afterwards). When both sets have
+    exactly ``subset_size`` rows every subset is the whole sets, so one is computed (std 0).
+    """
     import warnings
 
     from torchmetrics.image.kid import KernelInceptionDistance
 
     subset_size = min(subset_size, len(real), len(fake))
+    if len(real) == len(fake) == subset_size:
+        subsets = 1  # every subset would be the full sets: same value each time
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=_Identity(real.shape[1]), subsets=subsets, subset_size=subset_size, normalize=True
-        )
+        kid = KernelInceptionDistance(feature=_Identity(real.shape[1]), subsets=subsets, subset_size=subset_size,
+                                      normalize=True)
     kid.update(real.double(), real=True)
     kid.update(fake.double(), real=False)
     state = torch.get_rng_state()
@@ -66,7 +73,7 @@ def kid_from_features(real: Tensor, fake: Tensor, *, subsets: int = 100, subset_
         mean, std = kid.compute()
     finally:
         torch.set_rng_state(state)
-    return float(mean), float(std)
+    return float(mean), (0.0 if subsets == 1 else float(std))
 
 
 def inception_score(probs: Tensor, eps: float = 1e-12) -> float:

@@ -11,7 +11,8 @@ PacGAN / self-conditioned GAN:
 Stacked (three images as RGB channels): each channel is classified with the base dataset's
 feature classifier; the mode is ``100 * c_r + 10 * c_g + c_b``. **Modes recovered** counts the
 distinct modes among the samples; **reverse KL** is ``KL(p_gen || p_real)`` against the mode
-histogram of the real stacked training set.
+histogram of the real stacked training set (empty generated bins add 0; empty real bins are
+floored at 1e-10, so the value stays finite). See docs/metrics.md.
 """
 
 from __future__ import annotations
