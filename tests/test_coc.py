@@ -8,11 +8,30 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import gzoo
 from gzoo.errors import ShapeError, UsageError
-from gzoo_coc.cluster import ClusterBlock, ContextCluster, cluster_map, recording
+from gzoo_coc.cluster import (
+    IMPLS,
+    ClusterBlock,
+    ContextCluster,
+    cluster_map,
+    propose_centers,
+    recording,
+)
 from gzoo_coc.points import PointIncreaser, PointReducer, coordinates, image_to_points
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models run many small ops: one thread avoids waiting on OpenMP partners when the
+    machine is shared (and keeps the numerics independent of the thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SMALL = ["--gen-opt", "head_dim=4", "--gen-opt", "mlp_r=2", "--disc-opt", "head_dim=4", "--disc-opt", "mlp_r=2"]
 
@@ -60,7 +79,7 @@ def loop_context_cluster(m: ContextCluster, p: torch.Tensor, h: int, w: int) -> 
 
 
 @pytest.mark.parametrize("h,regions,centers", [(8, 2, 2), (6, 2, 2), (6, 1, 3), (4, 1, 1)])
-@pytest.mark.parametrize("impl", ["bmm", "scatter", "broadcast"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_context_cluster_matches_loop_implementation(h, regions, centers, impl):
     torch.manual_seed(0)
     m = ContextCluster(5, heads=2, head_dim=3, regions=regions, centers=centers, impl=impl).double()
@@ -71,40 +90,47 @@ def test_context_cluster_matches_loop_implementation(h, regions, centers, impl):
     torch.testing.assert_close(m(p, h, h), loop_context_cluster(m, p, h, h), atol=1e-10, rtol=1e-8)
 
 
-def test_scatter_and_broadcast_agree_with_gradients():
+def test_implementations_agree_with_gradients():
     torch.manual_seed(1)
-    m = ContextCluster(8, heads=4, head_dim=8, regions=2, centers=2)
-    p = torch.randn(3, 64, 8, requires_grad=True)
+    m = ContextCluster(8, heads=4, head_dim=8, regions=2, centers=2).double()
+    with torch.no_grad():
+        m.alpha.fill_(0.8)
+        m.beta.fill_(0.4)
+    p = torch.randn(3, 64, 8, dtype=torch.float64, requires_grad=True)
+    params = [p, *m.parameters()]
     m.impl = "broadcast"
     b = m(p, 8, 8)
-    (gb,) = torch.autograd.grad(b.square().sum(), p)
-    for impl in ("bmm", "scatter"):
+    gb = torch.autograd.grad(b.square().sum(), params)
+    for impl in ("fused", "bmm", "scatter"):
         m.impl = impl
         a = m(p, 8, 8)
-        (ga,) = torch.autograd.grad(a.square().sum(), p)
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5)
+        ga = torch.autograd.grad(a.square().sum(), params)
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+        for x, y in zip(ga, gb, strict=True):  # input, f, v, proj, alpha and beta gradients
+            torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-8)
 
 
-def test_hard_assignment_one_center_per_point():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hard_assignment_one_center_per_point(impl):
     torch.manual_seed(2)
-    m = ContextCluster(6, heads=2, head_dim=4, regions=2, centers=2)
+    m = ContextCluster(6, heads=2, head_dim=4, regions=2, centers=2, impl=impl)
     p = torch.randn(2, 64, 6)
     with recording(m):
         m(p, 8, 8)
-    a = m.last_assignment  # (B*E*R*R, n)
-    assert a.shape == (2 * 2 * 4, 16) and a.dtype == torch.long
-    assert ((a >= 0) & (a < 4)).all()
-    onehot = F.one_hot(a, 4)  # each point in exactly one cluster
-    assert (onehot.sum(-1) == 1).all() and onehot.sum((1, 2)).eq(16).all()
+        a = m.last_assignment  # (B, heads, R*R, n)
+        ids = cluster_map(m, head=1)
+    assert m.last_assignment is None and not m.record  # recording is switched off again
+    assert a.shape == (2, 2, 4, 16) and a.dtype == torch.long
+    onehot = F.one_hot(a, 4)  # (B, heads, R*R, n, M): each point in exactly one cluster
+    assert (onehot.sum(-1) == 1).all() and onehot.sum((-2, -1)).eq(16).all()
     # ... and it is the most similar center: recompute the cosine similarities directly
-    from gzoo_coc.cluster import _fold, propose_centers
-
-    s = _fold(m.f(p), 8, 8, 2, 2)  # recorded by the default (bmm) implementation
-    sim = F.normalize(propose_centers(s, 2), dim=-1) @ F.normalize(s.flatten(1, 2), dim=-1).transpose(1, 2)
-    assert torch.equal(sim.argmax(1), a)
-    ids = cluster_map(m, 2)
-    assert ids.shape == (2, 8, 8) and ids.unique().numel() <= 16
+    s = m.f(p).view(2, 2, 4, 2, 4, 2, 4).permute(0, 5, 1, 3, 2, 4, 6)  # (B, heads, R, R, hr, wr, d)
+    s = s.reshape(2, 2, 4, 4, 4, 4)  # (B, heads, R*R, hr, wr, d)
+    sim = F.cosine_similarity(propose_centers(s, 2).unsqueeze(-2), s.flatten(3, 4).unsqueeze(-3), dim=-1)
+    assert torch.equal(sim.argmax(-2), a)  # (B, heads, R*R, n)
+    # the map: 4 regions x 4 centers; region 0 (top left) holds ids 0-3, region 3 ids 12-15
+    assert ids.shape == (2, 8, 8) and ids[:, :4, :4].lt(4).all() and ids[:, 4:, 4:].ge(12).all()
+    torch.testing.assert_close(ids[:, :4, :4].reshape(2, 16), a[:, 1, 0])
 
 
 def test_regions_equal_running_each_region_alone():
@@ -133,18 +159,41 @@ def test_points_coordinates_and_reducer_increaser():
     cell = torch.cat([pts[:, i] for i in (2, 3, 6, 7)], 1)  # anchor (0, 1): points (0,2),(0,3),(1,2),(1,3)
     torch.testing.assert_close(out[:, 1], red.fc(cell))
     inc = PointIncreaser(7, 3, 2)
+    assert inc.pos.weight.abs().sum() == 0  # the coordinate term starts at zero
+    torch.nn.init.normal_(inc.pos.weight)
     up, h2, w2 = inc(out, 2, 2)
     assert (h2, w2) == (4, 4) and up.shape == (2, 16, 3)
     pieces = inc.fc(out[:, 3]).view(2, 4, 3)  # point (1, 1) -> new points (2..3, 2..3)
     for k, (y, x_) in enumerate([(2, 2), (2, 3), (3, 2), (3, 3)]):
-        torch.testing.assert_close(up[:, y * 4 + x_], pieces[:, k])
+        xy = torch.tensor([x_ / 4 - 0.5, y / 4 - 0.5])  # each new point's own coordinates
+        torch.testing.assert_close(up[:, y * 4 + x_], pieces[:, k] + inc.pos(xy))
 
 
 FORBIDDEN_FUNCS = [
     (F, "conv1d"), (F, "conv2d"), (F, "conv3d"), (F, "conv_transpose1d"), (F, "conv_transpose2d"),
     (F, "conv_transpose3d"), (F, "scaled_dot_product_attention"), (F, "multi_head_attention_forward"),
-    (F, "softmax"), (torch, "softmax"), (torch.Tensor, "softmax"), (torch, "conv2d"), (torch, "conv1d"),
+    (F, "softmax"), (torch, "softmax"), (torch.Tensor, "softmax"), (torch, "conv1d"), (torch, "conv2d"),
+    (torch, "conv3d"), (torch, "conv_transpose1d"), (torch, "conv_transpose2d"), (torch, "conv_transpose3d"),
 ]
+FORBIDDEN_OPS = ("conv", "softmax", "attention")  # substrings of ATen operator names
+
+
+class AtenOps(TorchDispatchMode):
+    """Records the name of every ATen operator that runs (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def forbidden_ops(model_fn) -> set[str]:
+    with AtenOps() as rec:
+        model_fn()
+    return {op for op in rec.ops if any(bad in op for bad in FORBIDDEN_OPS)}
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
@@ -153,7 +202,7 @@ def test_cocgan_and_coc_are_convolution_and_attention_free(shape, monkeypatch):
     D = gzoo.create("discriminator", "coc", image_shape=shape, head_dim=4, mlp_r=2)
     for model in (G, D):
         for mod in model.modules():
-            assert not isinstance(mod, torch.nn.modules.conv._ConvNd | torch.nn.MultiheadAttention), type(mod)
+            assert not isinstance(mod, torch.nn.modules.conv._ConvNd | torch.nn.MultiheadAttention | torch.nn.Softmax), type(mod)
             assert "attention" not in type(mod).__name__.lower()
 
     def forbidden(*a, **k):
@@ -164,6 +213,8 @@ def test_cocgan_and_coc_are_convolution_and_attention_free(shape, monkeypatch):
     x = G(torch.randn(2, G.latent_dim))
     D(x).sum().backward()
     assert x.shape == (2, *shape)
+    # and at the ATen level, whatever Python function would have called them
+    assert forbidden_ops(lambda: D(G(torch.randn(2, G.latent_dim))).sum().backward()) == set()
 
 
 def test_the_trace_check_would_catch_a_convolution(monkeypatch):
@@ -174,6 +225,10 @@ def test_the_trace_check_would_catch_a_convolution(monkeypatch):
     G = gzoo.create("generator", "dcgan", image_shape=(1, 28, 28), ch=4)
     with pytest.raises(AssertionError, match="convolution"):
         G(torch.randn(2, G.latent_dim))
+    monkeypatch.undo()
+    assert "convolution" in forbidden_ops(lambda: G(torch.randn(2, G.latent_dim)).sum().backward())
+    attn = torch.nn.MultiheadAttention(8, 2)
+    assert forbidden_ops(lambda: attn(*[torch.randn(3, 1, 8)] * 3)[0].sum().backward())
 
 
 def test_conditional_cocgan_and_coc():
@@ -224,9 +279,9 @@ def test_cluster_block_shapes_and_gradients():
 def test_cocgan_coc_train_end_to_end_and_viz(cli, tmp_path):
     out = tmp_path / "coc"
     r = cli("run", "--gen", "cocgan", "--disc", "coc", "--loss", "wgan", "--reg", "clip", "--data", "digits",
-            "--steps", "2", "--batch-size", "4", "--sample-every", "2", "--viz", "clusters", "--quiet", "--out", out, *SMALL)
+            "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--viz", "clusters", "--quiet", "--out", out, *SMALL)
     assert r.exit_code == 0, r.output
-    assert (out / "samples" / "step_000002_clusters.png").exists()  # the trainer's periodic viz
+    assert (out / "samples" / "step_000002_clusters.png").exists()  # the trainer runs it beside every sample grid
     r = cli("viz", "--run", out, "--out", tmp_path / "clusters.png")
     assert r.exit_code == 0, r.output
     from PIL import Image
@@ -241,6 +296,22 @@ def test_coc_discriminator_trains_against_dcgan(cli, tmp_path):
             "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--quiet", "--out", tmp_path / "r",
             "--gen-opt", "ch=8", "--disc-opt", "head_dim=4", "--disc-opt", "mlp_r=2")
     assert r.exit_code == 0, r.output
+
+
+def test_clusters_viz_draws_d_maps_for_any_generator(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    torch.manual_seed(0)
+    G = gzoo.create("generator", "dcgan", image_shape=(1, 28, 28), num_classes=10, ch=8)
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2)
+    run = SimpleNamespace(G=G, D=D, G_ema=None, device=torch.device("cpu"))
+    (path,) = gzoo.create("visualizer", "clusters", run=run, out=tmp_path / "c.png", n=3)
+    assert Image.open(path).size == (2 + 8 * 30, 2 + 3 * 30)  # image + 7 D blocks, 3 samples
+    assert G.training and D.training  # modes restored
+    with pytest.raises(UsageError, match="Context Cluster"):
+        gzoo.create("visualizer", "clusters", run=SimpleNamespace(G=G, D=None, G_ema=None), out=tmp_path / "x.png")
 
 
 def test_clusters_viz_refuses_runs_without_context_clusters(cli, tmp_path):

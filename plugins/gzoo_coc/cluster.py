@@ -2,8 +2,8 @@
 
 For points ``P (B, N, D)`` on an ``H x W`` lattice, one :class:`ContextCluster`:
 
-1. projects the points to a similarity space ``P_s`` and a value space ``P_v``, each with
-   ``heads x head_dim`` channels (``nn.Linear``);
+1. projects the points to a similarity space ``P_s = f(P)`` and a value space ``P_v = v(P)``,
+   each with ``heads x head_dim`` channels (``nn.Linear``);
 2. partitions the lattice into ``regions x regions`` regions; in each region proposes
    ``centers x centers`` centers by adaptive average pooling of the region's points (the
    same pooling gives the centers' values ``v_c``);
@@ -15,16 +15,25 @@ For points ``P (B, N, D)`` on an ``H x W`` lattice, one :class:`ContextCluster`:
 6. fuses the heads with a linear layer ``heads*head_dim -> D`` (the FC of
    ``p_i' = p_i + FC(sig(a s_i + b) g)``; the residual is added by :class:`ClusterBlock`).
 
-Hard assignment makes aggregation and dispatch a sparse, one-center-per-point operation.
-The default ``impl="bmm"`` writes the assignment as a ``(B', M, n)`` matrix holding each
-point's weight ``sig(a s_i + b)`` in its center's row and zeros elsewhere, so aggregation is
-one ``baddbmm`` (``v_c + A @ V``) and dispatch one ``bmm`` (``A^T @ g``); ``impl="scatter"``
-does the same with ``scatter_add``/``gather``; ``impl="broadcast"`` is the direct dense form
-(a ``B' x M x n x d`` broadcast, as in the original code), kept as the reference for tests
-and the speed benchmark (``benchmarks/bench_coc_mixer.py``). The cosine similarity
-normalises the centers and divides the ``(B', M, n)`` dot products by the point norms,
-instead of normalising the larger ``(B', n, d)`` point tensor. Everything is vectorised over
-batch, heads and regions.
+Hard assignment makes aggregation and dispatch sparse: one center per point. Four
+implementations compute the same function (``impl=``), all vectorised over batch, heads,
+regions, centers and points:
+
+* ``"fused"`` (default): the assignment is a ``(B, R*R, n, heads*M)`` matrix ``A`` holding each
+  point's weight ``sig(a s_i + b)`` in the column of its center (one non-zero per head).
+  Because ``v``, the center pooling and the head fusion are affine, they commute with the
+  cluster sums, so the per-point values are never formed: aggregation is ``A^T @ P`` on the
+  *input* points followed by ``v`` on the ``heads*M`` sums, dispatch and head fusion are one
+  ``A @ (W_proj g)``; the cosine similarities come from ``P @ (W_f^T c)`` for the unit centers
+  ``c`` and the norms of ``f(P)``. Only ``f(P)`` is ever computed per point.
+* ``"bmm"``: per-point values folded to ``(B*heads*R*R, n, d)``; aggregation is one ``baddbmm``
+  (``v_c + A V``) and dispatch one ``bmm`` (``A^T g``).
+* ``"scatter"``: the same with ``scatter_add`` / ``gather``.
+* ``"broadcast"``: the direct dense form of the original code (``B' x M x n x d`` broadcasts),
+  the reference for tests and ``benchmarks/bench_coc_mixer.py``.
+
+Implementations may differ in the last bits of a similarity, so in float32 a point whose two
+best centers tie to ~1e-7 can be assigned differently; in float64 they agree to 1e-10.
 
 :class:`ClusterBlock` is the original block: ``x + ls1 * mixer(norm1(x))`` then
 ``x + ls2 * mlp(norm2(x))`` with GroupNorm(1) over the point set, a point-wise MLP of ratio
@@ -45,7 +54,26 @@ from gzoo.interfaces import Block
 
 from .points import image_to_points, points_to_image
 
-IMPLS = ("bmm", "scatter", "broadcast")
+IMPLS = ("fused", "bmm", "scatter", "broadcast")
+
+
+def fold_regions(x: Tensor, h: int, w: int, regions: int) -> Tensor:
+    """``(B, H*W, C)`` -> ``(B, R*R, H/R * W/R, C)``: points grouped by region (row-major)."""
+    b, _, c = x.shape
+    R = regions
+    if R == 1:
+        return x.unsqueeze(1)
+    x = x.view(b, R, h // R, R, w // R, c).transpose(2, 3)  # (B, R, R, hr, wr, C)
+    return x.reshape(b, R * R, (h // R) * (w // R), c)
+
+
+def unfold_regions(x: Tensor, h: int, w: int, regions: int) -> Tensor:
+    """Inverse of :func:`fold_regions`."""
+    b, c, R = x.shape[0], x.shape[-1], regions
+    if R == 1:
+        return x.squeeze(1)
+    x = x.view(b, R, R, h // R, w // R, c).transpose(2, 3)  # (B, R, hr, R, wr, C)
+    return x.reshape(b, h * w, c)
 
 
 def _fold(x: Tensor, h: int, w: int, heads: int, regions: int) -> Tensor:
@@ -66,18 +94,19 @@ def _unfold(x: Tensor, b: int, h: int, w: int, heads: int, regions: int) -> Tens
 
 
 def propose_centers(x: Tensor, c: int) -> Tensor:
-    """Adaptive average pooling of a region's points ``(B', hr, wr, d)`` to ``(B', c*c, d)``."""
-    bp, hr, wr, d = x.shape
+    """Adaptive average pooling of regions ``(..., hr, wr, d)`` to ``c x c`` centers ``(..., c*c, d)``."""
+    *lead, hr, wr, d = x.shape
     if hr % c == 0 and wr % c == 0:  # equal cells: a mean over a view, no layout change
-        return x.view(bp, c, hr // c, c, wr // c, d).mean(dim=(2, 4)).reshape(bp, c * c, d)
-    return F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), c).flatten(2).transpose(1, 2)
+        return x.reshape(*lead, c, hr // c, c, wr // c, d).mean(dim=(-4, -2)).reshape(*lead, c * c, d)
+    flat = x.reshape(-1, hr, wr, d).permute(0, 3, 1, 2)  # (B', d, hr, wr)
+    return F.adaptive_avg_pool2d(flat, c).flatten(2).transpose(1, 2).reshape(*lead, c * c, d)
 
 
 class ContextCluster(nn.Module):
-    """The Context Cluster token mixer on point sets ``(B, N, D)``."""
+    """The Context Cluster token mixer on point sets ``(B, N, D)`` on an ``h x w`` lattice."""
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 impl: str = "bmm"):
+                 impl: str = "fused"):
         super().__init__()
         if impl not in IMPLS:
             raise UsageError(f"unknown context-cluster impl {impl!r}; valid: {', '.join(IMPLS)}")
@@ -88,8 +117,8 @@ class ContextCluster(nn.Module):
         self.proj = nn.Linear(inner, dim)  # head fusion (the dispatch FC)
         self.alpha = nn.Parameter(torch.ones(1))
         self.beta = nn.Parameter(torch.zeros(1))
-        self.record = False
-        self.last_assignment: Tensor | None = None  # (B*heads*R*R, n) center index per point
+        self.record = False  # keep the last hard assignment (see recording())
+        self.last_assignment: Tensor | None = None  # (B, heads, R*R, n) center index of each point
         self.last_lattice: tuple[int, int, int] | None = None  # (h, w, centers per region)
 
     def extra_repr(self) -> str:
@@ -102,6 +131,49 @@ class ContextCluster(nn.Module):
 
     def forward(self, p: Tensor, h: int, w: int) -> Tensor:
         self.check_lattice(h, w)
+        if self.impl == "fused":
+            return self._fused(p, h, w)
+        return self._unfused(p, h, w)
+
+    def _remember(self, idx: Tensor, h: int, w: int, m: int) -> None:
+        if self.record:
+            self.last_assignment, self.last_lattice = idx.detach(), (h, w, m)
+
+    # -- the default: values and head fusion applied to cluster sums ---------------------
+    def _fused(self, p: Tensor, h: int, w: int) -> Tensor:
+        B, _, D = p.shape
+        E, d, R = self.heads, self.head_dim, self.regions
+        hr, wr = h // R, w // R
+        c = min(self.centers, hr, wr)
+        M = c * c
+        pr = fold_regions(p, h, w, R)  # (B, RR, n, D)
+        pc = propose_centers(pr.view(B, R * R, hr, wr, D), c)  # (B, RR, M, D): f, v commute with the mean
+        # clustering: cosine similarity of each point to the M unit centers of its region, per head
+        s_norm = self.f(pr).view(B, R * R, hr * wr, E, d).norm(dim=-1)  # (B, RR, n, E)
+        ctr = F.normalize(self.f(pc).view(B, R * R, M, E, d), dim=-1)  # (B, RR, M, E, d)
+        wf, bf = self.f.weight.view(E, d, D), self.f.bias.view(E, d)
+        u = torch.einsum("brmed,edk->bremk", ctr, wf).reshape(B, R * R, E * M, D)  # W_f^T c
+        k = torch.einsum("brmed,ed->brem", ctr, bf).reshape(B, R * R, 1, E * M)  # c . b_f
+        dots = (torch.matmul(pr, u.transpose(-1, -2)) + k).view(B, R * R, hr * wr, E, M)  # c . f(p)
+        sim, idx = (dots / s_norm.clamp_min(1e-12).unsqueeze(-1)).max(dim=-1)  # (B, RR, n, E)
+        self._remember(idx.permute(0, 3, 1, 2), h, w, M)
+        wgt = torch.sigmoid(self.alpha * sim + self.beta)  # (B, RR, n, E)
+        A = torch.zeros_like(dots).scatter(-1, idx.unsqueeze(-1), wgt.unsqueeze(-1))  # (B, RR, n, E, M)
+        A = A.view(B, R * R, hr * wr, E * M)  # one weighted non-zero per point and head
+        # aggregation: sum_i w_i v(p_i) = W_v (sum_i w_i p_i) + b_v sum_i w_i
+        psum = torch.matmul(A.transpose(-1, -2), pr).view(B, R * R, E, M, D)  # (B, RR, E, M, D)
+        wsum = A.sum(2).view(B, R * R, E, M, 1)  # (B, RR, E, M, 1)
+        wv, bv = self.v.weight.view(E, d, D), self.v.bias.view(E, d)
+        num = torch.einsum("bremk,edk->bremd", psum, wv) + wsum * bv.unsqueeze(1)  # (B, RR, E, M, d)
+        v_ctr = self.v(pc).view(B, R * R, M, E, d).transpose(2, 3)  # (B, RR, E, M, d): v_c
+        g = (v_ctr + num) / (1.0 + wsum)  # (B, RR, E, M, d)
+        # dispatch + head fusion: proj(concat_e w_e g_e) = sum_e w_e (W_proj,e g_e) + b_proj
+        gp = torch.einsum("bremd,ked->bremk", g, self.proj.weight.view(D, E, d))  # (B, RR, E, M, D)
+        out = torch.matmul(A, gp.reshape(B, R * R, E * M, D)) + self.proj.bias  # (B, RR, n, D)
+        return unfold_regions(out, h, w, R)
+
+    # -- per-point values folded to (B*heads*R*R, n, d) -----------------------------------
+    def _unfused(self, p: Tensor, h: int, w: int) -> Tensor:
         b = p.shape[0]
         E, R = self.heads, self.regions
         s_pts = _fold(self.f(p), h, w, E, R)  # (B', hr, wr, d), B' = B*E*R*R
@@ -113,24 +185,18 @@ class ContextCluster(nn.Module):
         v_pts = v_pts.flatten(1, 2)  # (B', n, d)
         dots = F.normalize(s_ctr, dim=-1) @ s_pts.transpose(1, 2)  # (B', M, n)
         sim = dots / s_pts.norm(dim=-1).clamp_min(1e-12).unsqueeze(1)  # cosine similarity
-        if self.record:
-            self.last_lattice = (h, w, s_ctr.shape[1])
-        out = getattr(self, f"_{self.impl}")(sim, v_pts, v_ctr)  # (B', n, d)
+        s, idx = sim.max(dim=1)  # (B', n): each point's most similar center and its similarity
+        self._remember(idx.view(b, E, R * R, -1), h, w, sim.shape[1])
+        out = getattr(self, f"_{self.impl}")(sim, s, idx, v_pts, v_ctr)  # (B', n, d)
         return self.proj(_unfold(out, b, h, w, E, R))
 
-    def _bmm(self, sim: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
-        s, idx = sim.max(dim=1)  # (B', n): each point's most similar center and its similarity
-        if self.record:
-            self.last_assignment = idx.detach()
+    def _bmm(self, sim: Tensor, s: Tensor, idx: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
         wgt = torch.sigmoid(self.alpha * s + self.beta)  # (B', n)
-        assign = F.one_hot(idx, sim.shape[1]).to(v.dtype).transpose(1, 2) * wgt.unsqueeze(1)  # (B', M, n)
+        assign = torch.zeros_like(sim).scatter(1, idx.unsqueeze(1), wgt.unsqueeze(1))  # (B', M, n)
         g = torch.baddbmm(v_ctr, assign, v) / (1.0 + assign.sum(-1, keepdim=True))  # (B', M, d)
         return assign.transpose(1, 2) @ g  # (B', n, d): w_i * g of the point's center
 
-    def _scatter(self, sim: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
-        s, idx = sim.max(dim=1)  # (B', n): each point's most similar center and its similarity
-        if self.record:
-            self.last_assignment = idx.detach()
+    def _scatter(self, sim: Tensor, s: Tensor, idx: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
         wgt = torch.sigmoid(self.alpha * s + self.beta)  # (B', n)
         bp, m, d = v_ctr.shape
         index = idx.unsqueeze(-1).expand(-1, -1, d)  # (B', n, d)
@@ -139,11 +205,8 @@ class ContextCluster(nn.Module):
         g = num / den.unsqueeze(-1)  # (B', M, d)
         return wgt.unsqueeze(-1) * g.gather(1, index)  # (B', n, d): dispatch to each point's center
 
-    def _broadcast(self, sim: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
-        s, idx = sim.max(dim=1, keepdim=True)  # (B', 1, n)
-        if self.record:
-            self.last_assignment = idx[:, 0].detach()
-        mask = torch.zeros_like(sim).scatter_(1, idx, 1.0)  # (B', M, n) one-hot hard assignment
+    def _broadcast(self, sim: Tensor, s: Tensor, idx: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
+        mask = torch.zeros_like(sim).scatter_(1, idx.unsqueeze(1), 1.0)  # (B', M, n) one-hot hard assignment
         wgt = torch.sigmoid(self.alpha * sim + self.beta) * mask  # (B', M, n)
         agg = (v.unsqueeze(1) * wgt.unsqueeze(-1)).sum(2)  # (B', M, n, d) -> (B', M, d)
         g = (agg + v_ctr) / (wgt.sum(-1, keepdim=True) + 1.0)  # (B', M, d)
@@ -160,16 +223,15 @@ class PointGroupNorm(nn.Module):
         self.eps = eps
 
     def forward(self, p: Tensor) -> Tensor:
-        mean = p.mean(dim=(1, 2), keepdim=True)
-        var = p.var(dim=(1, 2), keepdim=True, unbiased=False)
-        return (p - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        var, mean = torch.var_mean(p, dim=(1, 2), keepdim=True, unbiased=False)
+        return (p - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 class ClusterBlock(nn.Module):
     """Context Cluster block: norm, token mixer, residual with layer scale; norm, MLP, residual."""
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "bmm"):
+                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused"):
         super().__init__()
         self.norm1 = PointGroupNorm(dim)
         self.mixer = ContextCluster(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers, impl=impl)
@@ -179,7 +241,7 @@ class ClusterBlock(nn.Module):
         self.ls2 = nn.Parameter(torch.full((dim,), layer_scale))
 
     def forward(self, p: Tensor, h: int, w: int) -> Tensor:
-        p = p + self.ls1 * self.mixer(self.norm1(p), h, w)
+        p = p + self.ls1 * self.mixer(self.norm1(p), h, w)  # (B, N, D)
         return p + self.ls2 * self.mlp(self.norm2(p))
 
 
@@ -200,21 +262,21 @@ class ContextClusterBlock(Block):
         return x + points_to_image(self.block(p, h, w) - p, h, w)  # the block's update, as a residual
 
 
-def cluster_map(mixer: ContextCluster, batch: int, head: int = 0) -> Tensor:
-    """The last recorded hard assignment as a ``(batch, H, W)`` map of cluster ids
+def cluster_map(mixer: ContextCluster, head: int = 0) -> Tensor:
+    """The last recorded hard assignment as a ``(B, H, W)`` map of cluster ids
     (``region * centers + center``) for one head."""
-    assert mixer.last_assignment is not None and mixer.last_lattice is not None, "run the model under recording()"
+    if mixer.last_assignment is None or mixer.last_lattice is None:
+        raise RuntimeError("no recorded assignment: run the model inside recording()")
     h, w, m = mixer.last_lattice
-    R, E = mixer.regions, mixer.heads
-    a = mixer.last_assignment.view(batch, E, R, R, h // R, w // R)[:, head]  # (B, R, R, hr, wr)
-    region = torch.arange(R * R, device=a.device).view(1, R, R, 1, 1)
-    ids = region * m + a  # (B, R, R, hr, wr)
-    return ids.permute(0, 1, 3, 2, 4).reshape(batch, h, w)
+    R = mixer.regions
+    a = mixer.last_assignment[:, head]  # (B, RR, n)
+    ids = a + m * torch.arange(R * R, device=a.device).view(1, R * R, 1)  # (B, RR, n)
+    return unfold_regions(ids.unsqueeze(-1), h, w, R).view(-1, h, w)
 
 
 @contextlib.contextmanager
-def recording(*models: nn.Module) -> Iterator[list[ContextCluster]]:
-    """Make every ContextCluster in ``models`` keep its last hard assignment."""
+def recording(*models: nn.Module | None) -> Iterator[list[ContextCluster]]:
+    """Make every ContextCluster in ``models`` keep its last hard assignment, in module order."""
     mixers = [m for model in models if model is not None for m in model.modules() if isinstance(m, ContextCluster)]
     for m in mixers:
         m.record = True
@@ -223,3 +285,4 @@ def recording(*models: nn.Module) -> Iterator[list[ContextCluster]]:
     finally:
         for m in mixers:
             m.record = False
+            m.last_assignment = m.last_lattice = None

@@ -1,7 +1,8 @@
 """CoC-GAN: a convolution- and attention-free GAN built from Context Clusters.
 
 Generator ``cocgan``: a latent vector becomes one point; Point Increasers multiply the
-lattice by ``r`` a side and Context Cluster blocks mix the points at every stage; a final
+lattice by ``r`` a side (each point -> ``r x r`` new points with their own weight slices and
+new coordinates) and Context Cluster blocks mix the points at every stage; a final
 per-point linear layer gives the colours. Discriminator ``coc``: the image becomes a point
 set (colour + coordinates), Point Reducers and Context Cluster blocks follow, then a global
 average over the points gives ``features(x)`` and a (conditional) linear head the logit.
@@ -12,7 +13,8 @@ Table 1 is garbled (a G stage with ``upsample_r = 7`` twice, which would give 98
 2x2; ``2*2`` regions on a 1x1 lattice; a D ``dim = 3`` followed by 16, 32, 128 and a
 block of 64). We keep its stage count, widths, depths and head settings and fix the rates
 so that the lattice sizes read in its "Points" column (1x1 -> 2x2 -> 4x4 -> 784 = 28x28 for
-G; 28x28 -> 14x14 -> 7x7 for D) come out. A stage is ``r:dim:depth:regions:centers``:
+G; 28x28 -> 14x14 -> 7x7 for D) come out; D's ``dim = 3`` is its input point (1 colour +
+2 coordinates), so D's widths are 16, 32, 64, 128. A stage is ``r:dim:depth:regions:centers``:
 ``r`` the increase/reduction rate a side, ``dim`` the point width, ``depth`` the number of
 Context Cluster blocks, ``regions`` a side and ``centers`` a side per region.
 
@@ -38,7 +40,8 @@ Discriminator, 28x28 (points of C + 2 values)::
 
 All blocks use ``heads = 4``, ``head_dim = 32`` and ``mlp_r = 8`` (the table's values for
 every block but G's first, which lists 16 and 4) -- options ``heads``, ``head_dim``,
-``mlp_r``. The whole stage list is the option ``stages``.
+``mlp_r``; ``layer_scale`` is the blocks' layer-scale init (1e-5 as in the original). The
+whole stage list is the option ``stages``.
 
 Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
 of z is replaced by a linear map of the one-hot label; D receives the label through a linear
@@ -108,9 +111,10 @@ def _image_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
     return c, h
 
 
-def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int) -> nn.ModuleList:
+def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float) -> nn.ModuleList:
     return nn.ModuleList(
-        ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r)
+        ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r,
+                     layer_scale=layer_scale)
         for _ in range(spec.depth)
     )
 
@@ -119,7 +123,7 @@ class CoCGenerator(Generator):
     """CoC-GAN generator: Point Increasers and Context Cluster blocks, no conv, no attention."""
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
-                 stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8):
+                 stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5):
         super().__init__()
         c, size = _image_shape(image_shape, "cocgan")
         self.latent_dim, self.image_shape, self.num_classes = latent_dim, tuple(image_shape), num_classes
@@ -139,7 +143,7 @@ class CoCGenerator(Generator):
         self.increasers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
         for s in self.specs:
             self.increasers.append(PointIncreaser(dim, s.dim, s.r))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.to_colour = nn.Linear(dim, c)
@@ -162,7 +166,8 @@ class CoCDiscriminator(Discriminator):
     """CoC discriminator: Point Reducers and Context Cluster blocks, then a linear head."""
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
-                 heads: int = 4, head_dim: int = 32, mlp_r: int = 8, cond_head: str = "projection", sn: bool = False):
+                 heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
+                 cond_head: str = "projection", sn: bool = False):
         super().__init__()
         c, size = _image_shape(image_shape, "coc discriminator")
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
@@ -176,7 +181,7 @@ class CoCDiscriminator(Discriminator):
             if side % s.regions:
                 raise UsageError(f"coc stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
             self.reducers.append(PointReducer(dim, s.dim, s.r))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.feature_dim = dim

@@ -62,19 +62,29 @@ class PointReducer(nn.Module):
 class PointIncreaser(nn.Module):
     """Upsample a lattice of points by ``r`` (CoC-GAN §3.2): the inverse of the reducer.
 
-    One linear layer maps each point's ``D_in`` channels to ``r*r*D_out`` values, which are
-    cut piecewise into ``r*r`` chunks of ``D_out`` channels: chunk ``k`` becomes the new point
-    at offset ``(k // r, k % r)`` of the point's ``r x r`` cell, so every new point has its own
-    coordinates and its own slice of the weights.
+    Our reading of "distinct input channels are transformed in a piecemeal manner via a linear
+    layer": one linear layer maps each point's ``D_in`` channels to ``r*r*D_out`` values, which
+    are cut piecewise into ``r*r`` chunks of ``D_out`` channels; chunk ``k`` becomes the new
+    point at offset ``(k // r, k % r)`` of the point's ``r x r`` cell, so every new point has
+    its own slice of the weights. Each new point also gets its new coordinates
+    ``[i/w - 0.5, j/h - 0.5]``, concatenated and fused by a linear layer (``coords=True``:
+    ``+ W_pos [x, y]``), as the image's points carry theirs. ``W_pos`` starts at zero: a
+    random coordinate term would swamp the latent signal at initialisation (every sample
+    the same pattern).
     """
 
-    def __init__(self, dim_in: int, dim_out: int, r: int):
+    def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True):
         super().__init__()
         self.r, self.dim_out = r, dim_out
         self.fc = nn.Linear(dim_in, r * r * dim_out)
+        self.pos = nn.Linear(2, dim_out, bias=False) if coords else None
+        if self.pos is not None:  # start as a function of the parent point only; positions are learnt
+            nn.init.zeros_(self.pos.weight)
 
     def forward(self, p: Tensor, h: int, w: int) -> tuple[Tensor, int, int]:
         r, b, d = self.r, p.shape[0], self.dim_out
         x = self.fc(p).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # cells laid out on the lattice
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # (B, hr*wr, D_out) cells on the lattice
+        if self.pos is not None:
+            x = x + self.pos(coordinates(h * r, w * r, p.device).to(x.dtype))  # new coordinates
         return x, h * r, w * r

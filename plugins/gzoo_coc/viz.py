@@ -1,8 +1,10 @@
 """Cluster maps (CoC-GAN §4.5, Fig. 5): the hard assignment of every Context Cluster block.
 
 One row per sample: the generated image, then one map per Context Cluster block of G
-(stage by stage) and of D (when D is ``coc``), each cluster a colour (head 0; the map is
-enlarged to the image size by nearest-neighbour).
+(stage by stage, when G has any: ``cocgan``, or a conv G with an inserted
+``context-cluster`` block) and of D on that image (when D has any: ``coc``). Each cluster
+is a colour (head 0; cluster ``region * centers + center``), and each map is enlarged to the
+image size by nearest-neighbour. Built with torch and torchvision only (no matplotlib).
 """
 
 from __future__ import annotations
@@ -26,34 +28,34 @@ def palette(k: int) -> Tensor:
     return torch.tensor(cols, dtype=torch.float32)
 
 
-def _has_mixers(model: Any) -> bool:
-    return model is not None and any(isinstance(m, ContextCluster) for m in model.modules())
+def has_context_clusters(model: Any) -> bool:
+    return isinstance(model, torch.nn.Module) and any(isinstance(m, ContextCluster) for m in model.modules())
+
+
+def colour_clusters(ids: Tensor, size: int) -> Tensor:
+    """Cluster ids ``(n, h, w)`` -> colours ``(n, 3, size, size)``."""
+    col = palette(int(ids.max()) + 1)[ids.cpu()].permute(0, 3, 1, 2)  # (n, 3, h, w)
+    return F.interpolate(col, size=(size, size), mode="nearest")
 
 
 @torch.no_grad()
 def cluster_figure(G: Any, D: Any, n: int = 4, seed: int = 0) -> Tensor:
-    """``(n * (1 + blocks), 3, S, S)`` tiles: image, then cluster maps."""
-    D = D if _has_mixers(D) else None
-    G.eval()
-    if D is not None:
-        D.eval()
-    g = torch.Generator().manual_seed(seed)
-    z = G.sample_latent(n, generator=g)
+    """``(n * (1 + blocks), 3, S, S)`` tiles, sample by sample: the image, then its cluster maps."""
+    D = D if has_context_clusters(D) else None
+    z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed))  # (n, latent_dim)
     y = torch.arange(n, device=z.device) % G.num_classes if G.num_classes else None
+    if D is not None and getattr(D, "num_classes", 0) and y is None:
+        y = torch.arange(n, device=z.device) % D.num_classes
     with recording(G, D) as mixers:
-        x = G(z, y)
+        x = G(z, y)  # (n, C, S, S)
         if D is not None:
             D(x, y)
-        maps = [cluster_map(m, n).cpu() for m in mixers]
+        maps = [cluster_map(m) for m in mixers if m.last_assignment is not None]  # (n, h, w) each
     size = x.shape[-1]
     img = (x.float().cpu().clamp(-1, 1) + 1) / 2
     img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img[:, :3]
-    tiles = [img]
-    for ids in maps:
-        pal = palette(int(ids.max()) + 1)
-        col = pal[ids].permute(0, 3, 1, 2)  # (n, 3, h, w)
-        tiles.append(F.interpolate(col, size=(size, size), mode="nearest"))
-    return torch.stack(tiles, 1).flatten(0, 1)  # row-major: sample by sample
+    tiles = [img] + [colour_clusters(ids, size) for ids in maps]
+    return torch.stack(tiles, 1).flatten(0, 1)  # (n * (1 + blocks), 3, S, S)
 
 
 def clusters(*, run: Any, out: Path, n: int = 4, seed: int = 0) -> list[Path]:
@@ -61,16 +63,17 @@ def clusters(*, run: Any, out: Path, n: int = 4, seed: int = 0) -> list[Path]:
     from torchvision.utils import save_image
 
     G = run.G_ema if getattr(run, "G_ema", None) is not None else run.G
-    if not _has_mixers(G) and not _has_mixers(run.D):
-        raise UsageError("the clusters visualizer needs Context Cluster blocks in G or D (cocgan / coc)")
-    if not _has_mixers(G):
-        raise UsageError("the clusters visualizer draws generated samples, so G must be cocgan")
-    was_g, was_d = G.training, run.D.training
+    D = getattr(run, "D", None)
+    if not has_context_clusters(G) and not has_context_clusters(D):
+        raise UsageError("the clusters visualizer needs Context Cluster blocks in G or D (--gen cocgan or --disc coc)")
+    modes = [(m, m.training) for m in (G, D) if isinstance(m, torch.nn.Module)]
     try:
-        tiles = cluster_figure(G, run.D, n=n, seed=seed)
+        for m, _ in modes:
+            m.eval()
+        tiles = cluster_figure(G, D, n=n, seed=seed)
     finally:
-        G.train(was_g)
-        run.D.train(was_d)
+        for m, was in modes:
+            m.train(was)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(tiles, str(out), nrow=tiles.shape[0] // n, padding=2, pad_value=1.0)
