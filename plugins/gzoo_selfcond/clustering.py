@@ -4,16 +4,18 @@
    data (``subset`` samples, drawn once with ``seed``), computed by a frozen copy of D taken
    at clustering time.
 2. **First clustering** at step 0, on the untrained D: scikit-learn ``KMeans`` with
-   k-means++ initialisation.
-3. **Reclustering** every ``recluster_every`` G steps: k-means initialised from the means of
+   k-means++ initialisation (``init="random"``: k random subset points).
+3. **Reclustering** every ``recluster_every`` G steps (0: never): k-means initialised from the means of
    the *new* features under the *old* assignment (an empty old cluster starts from a random
    subset point), then the new clusters are matched to the old ones with the Hungarian
    algorithm (``scipy.optimize.linear_sum_assignment``) on the overlap matrix of old and new
    labels, and relabelled, so cluster ``c`` keeps meaning roughly the same thing.
 4. **Labels.** A real sample's label is its nearest center in the frozen D's feature space;
    generator labels are drawn in proportion to the cluster sizes (empty clusters: never).
-5. **State** (centers, sizes, the subset's indices and labels, the frozen D's weights, the
-   number of clusterings) is saved in checkpoints and restored on resume.
+5. **State** (centers, sizes, the last matching permutation, the subset's indices and labels,
+   the frozen D's weights, the number of clusterings) is saved in checkpoints -- tensors,
+   ints and a state dict only, so ``torch.load(weights_only=True)`` reads it -- and restored
+   on resume exactly.
 
 The trainer knows none of this: the conditioner is registered with the plugin manager for
 the run and reclusters from its ``gzoo_train_start`` / ``gzoo_after_g_step`` hooks.
@@ -42,7 +44,11 @@ def overlap_matrix(old: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
 
 
 def match_clusters(old: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
-    """The permutation ``rho`` (``rho[new_label] = old_label``) maximising the overlap."""
+    """The permutation ``rho`` (``rho[new_label] = old_label``) maximising the overlap.
+
+    Hungarian min-cost matching on ``-O``: maximises ``sum_j O[rho[j], j]``, i.e. the
+    number of subset samples whose label does not change (Liu et al., Eq. 7).
+    """
     rows, cols = linear_sum_assignment(-overlap_matrix(old, new, k))
     rho = np.empty(k, dtype=np.int64)
     rho[cols] = rows
@@ -52,23 +58,32 @@ def match_clusters(old: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
 class SelfConditioner(Conditioner):
     """Unsupervised class labels: k-means clusters of discriminator features (self-conditioned GAN)."""
 
+    INITS = ("k-means++", "random")
+
     def __init__(self, *, dataset: Any, k: int = 100, recluster_every: int = 1000, subset: int = 10000,
-                 seed: int = 0, batch: int = 500, max_iter: int = 100):
+                 init: str = "k-means++", seed: int = 0, batch: int = 500, max_iter: int = 100):
         if k < 2:
             raise UsageError(f"selfcond needs k >= 2 clusters, got {k}")
-        if recluster_every < 1 or subset < 1 or batch < 1:
-            raise UsageError("selfcond's recluster_every, subset and batch must be positive")
+        if recluster_every < 0:
+            raise UsageError(f"selfcond's recluster_every must be >= 0 (0: never), got {recluster_every}")
+        if subset < 1 or batch < 1 or max_iter < 1:
+            raise UsageError("selfcond's subset, batch and max_iter must be positive")
+        if init not in self.INITS:
+            raise UsageError(f"selfcond's init must be one of {', '.join(self.INITS)}, got {init!r}")
         n = len(dataset)
-        if n < k:
-            raise UsageError(f"selfcond: k={k} clusters but the dataset has only {n} samples")
+        if min(n, subset) < k:
+            raise UsageError(f"selfcond: k={k} clusters but only {min(n, subset)} samples to cluster "
+                             f"(dataset {n}, subset={subset})")
         self.dataset = dataset
         self.num_classes = k
-        self.k, self.recluster_every, self.seed, self.batch, self.max_iter = k, recluster_every, seed, batch, max_iter
+        self.k, self.recluster_every, self.init = k, recluster_every, init
+        self.seed, self.batch, self.max_iter = seed, batch, max_iter
         g = torch.Generator().manual_seed(seed)
         self.subset = torch.randperm(n, generator=g)[: min(subset, n)]
         self.centers: Tensor | None = None  # (k, d)
         self.labels: Tensor | None = None  # (subset,) labels of the subset
         self.sizes: Tensor | None = None  # (k,)
+        self.perm = torch.arange(k)  # (k,) last matching: new k-means cluster j became label perm[j]
         self.clusterings = 0
         self.D_frozen: Any = None
         self.device = torch.device("cpu")
@@ -92,14 +107,18 @@ class SelfConditioner(Conditioner):
     def state_dict(self) -> dict[str, Any]:
         if self.centers is None:
             return {}
-        return {"centers": self.centers.cpu(), "labels": self.labels, "sizes": self.sizes, "subset": self.subset,
-                "clusterings": self.clusterings, "D": self.D_frozen.state_dict()}
+        return {"centers": self.centers.cpu(), "labels": self.labels, "sizes": self.sizes, "perm": self.perm,
+                "subset": self.subset, "clusterings": self.clusterings,
+                "D": {k: v.cpu() for k, v in self.D_frozen.state_dict().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
+        if len(state["sizes"]) != self.k:
+            raise UsageError(f"selfcond: the checkpoint has {len(state['sizes'])} clusters, the run asks for k={self.k}")
         self.centers, self.labels, self.sizes = state["centers"].clone(), state["labels"].clone(), state["sizes"].clone()
         self.subset, self.clusterings = state["subset"].clone(), int(state["clusterings"])
+        self.perm = state["perm"].clone() if "perm" in state else torch.arange(self.k)
         if self.D_frozen is None:
             raise RuntimeError("call setup() before load_state_dict(): the frozen D copy needs the run's D")
         self.D_frozen.load_state_dict(state["D"])
@@ -108,12 +127,12 @@ class SelfConditioner(Conditioner):
     @hookimpl
     def gzoo_train_start(self, trainer: Any) -> None:
         if self.centers is None:  # not restored from a checkpoint
-            self.recluster(trainer.D, all_gather=trainer.all_gather)
+            self.recluster(trainer.D)
 
     @hookimpl
     def gzoo_after_g_step(self, trainer: Any, step: int) -> None:
-        if step % self.recluster_every == 0:
-            self.recluster(trainer.D, all_gather=trainer.all_gather)
+        if self.recluster_every and step % self.recluster_every == 0:
+            self.recluster(trainer.D)
             trainer.log_metrics({"selfcond_clusters_nonempty": float((self.sizes > 0).sum()),
                                  "selfcond_clusterings": float(self.clusterings)}, step)
 
@@ -127,12 +146,14 @@ class SelfConditioner(Conditioner):
             feats.append(D.features(x.to(dev)).float().cpu())
         return torch.cat(feats)
 
-    def recluster(self, D: Any, *, all_gather: Any = None) -> None:
-        """Cluster the subset's features under a frozen copy of ``D`` (first or again)."""
+    def recluster(self, D: Any) -> None:
+        """Cluster the subset's features under a frozen copy of ``D`` (first or again).
+
+        Under torch.distributed every rank holds the same D weights and the same subset, and
+        k-means is seeded, so every rank computes the same partition without communication.
+        """
         frozen = _freeze(D)
         feats = self.subset_features(frozen)
-        if all_gather is not None:
-            feats = all_gather(feats)
         self.fit(feats)
         self.D_frozen = frozen
 
@@ -142,9 +163,10 @@ class SelfConditioner(Conditioner):
 
         X = feats.double().numpy()
         if self.labels is None:
-            km = KMeans(self.k, init="k-means++", n_init=1, max_iter=self.max_iter, random_state=self.seed).fit(X)
+            km = KMeans(self.k, init=self.init, n_init=1, max_iter=self.max_iter, random_state=self.seed).fit(X)
             labels = km.labels_.astype(np.int64)
             centers = km.cluster_centers_
+            rho = np.arange(self.k)
         else:
             old = self.labels.numpy()
             init = np.empty((self.k, X.shape[1]))
@@ -152,13 +174,14 @@ class SelfConditioner(Conditioner):
             for c in range(self.k):
                 members = old == c
                 init[c] = X[members].mean(0) if members.any() else X[rng.integers(len(X))]
-            km = KMeans(self.k, init=init, n_init=1, max_iter=self.max_iter).fit(X)
+            km = KMeans(self.k, init=init, n_init=1, max_iter=self.max_iter, random_state=self.seed).fit(X)
             new = km.labels_.astype(np.int64)
             rho = match_clusters(old, new, self.k)  # new label j becomes old label rho[j]
             labels = rho[new]
             centers = np.empty_like(km.cluster_centers_)
             centers[rho] = km.cluster_centers_
         self.labels = torch.from_numpy(labels)
+        self.perm = torch.from_numpy(np.asarray(rho, dtype=np.int64))
         self.centers = torch.from_numpy(centers).float()
         self.sizes = torch.bincount(self.labels, minlength=self.k).float()
         self.clusterings += 1
