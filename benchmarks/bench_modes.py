@@ -1,101 +1,264 @@
-"""Mode-collapse benchmarks: GAN vs self-conditioned GAN (Liu et al., CVPR 2020).
+"""Mode-collapse benchmarks: GAN vs self-conditioned GAN (Liu et al., CVPR 2020), on CPU.
 
-* 2-D ring (8 modes) and grid (25 modes): the same MLP G/D, loss and budget, with and
-  without ``--cond selfcond``; modes recovered, % high-quality samples and reverse KL on
-  2,500 samples (gzoo.metrics.modes).
-* Stacked Fashion-MNIST (1,000 modes): DCGAN vs self-conditioned DCGAN; modes recovered
-  and reverse KL against the real mode histogram, each channel classified by gzoo's
-  Fashion-MNIST classifier, on 10,000 samples.
+* **2-D ring (8 modes) and grid (25 modes)**: the same MLP G/D, loss, optimizer and budget,
+  with and without ``--cond selfcond``; modes recovered, % high-quality samples and reverse
+  KL (``gzoo.metrics.modes.mixture_mode_metrics``), next to the published PacGAN numbers.
+* **Stacked Fashion-MNIST (1,000 modes)**: DCGAN vs self-conditioned DCGAN, same budget;
+  modes recovered and reverse KL against the real mode histogram, each channel classified
+  by gzoo's Fashion-MNIST LeNet (``gzoo.metrics.modes.stacked_mode_metrics``).
 
-    python benchmarks/bench_modes.py [--seeds 0,1,2] [--steps-2d 3000] [--steps-stacked 400]
+Every run goes through ``gzoo.trainer.Trainer`` (what ``gzoo run`` does); runs are
+independent processes with one thread each, ``--jobs`` at a time, so the numbers do not
+depend on ``--jobs``. Results: a section of docs/benchmarks.md, raw rows in
+benchmarks/results/modes*.json, sample scatters in docs/benchmarks/.
+
+    python benchmarks/bench_modes.py                      # everything (~25 min on 2 cores)
+    python benchmarks/bench_modes.py --only 2d            # ring + grid (~10 min)
+    python benchmarks/bench_modes.py --only stacked --stacked-steps 3000   # a longer run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import shutil
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, markdown_table, mean_std, write_section  # noqa: E402
-from harness import RESULTS, Combo, run_grid  # noqa: E402
+from _report import ROOT, command_line, markdown_table, mean_std, write_section  # noqa: E402
 
-PUBLISHED = {  # PacGAN (Lin et al. 2018), Table 2, as quoted in the self-conditioned GAN paper
-    "ring": [("GAN (published)", "6.3", "98.2%", "0.45"), ("PacGAN4 (published)", "7.8", "95.9%", "0.07")],
-    "grid": [("GAN (published)", "17.3", "94.8%", "0.70"), ("PacGAN4 (published)", "24.8", "93.6%", "0.04")],
+RESULTS = ROOT / "benchmarks" / "results"
+IMAGES = ROOT / "docs" / "benchmarks"
+
+#: PacGAN (Lin et al. 2018, Table 2), as quoted by the self-conditioned GAN paper (Table 1).
+PUBLISHED = {
+    "ring": [("GAN (published, PacGAN Table 2)", "6.3", "98.2", "0.45"),
+             ("PacGAN4 (published)", "7.8", "95.9", "0.07")],
+    "grid": [("GAN (published, PacGAN Table 2)", "17.3", "94.8", "0.70"),
+             ("PacGAN4 (published)", "24.8", "93.6", "0.04")],
 }
-MLP = {"hidden": 256, "depth": 3}
+TARGET = {"high_quality": 0.95, "reverse_kl": 0.05}
 
 
-def two_d(data: str, seeds: list[int], steps: int, workdir: Path) -> tuple[str, list[dict]]:
-    k = 50
-    combos = [
-        Combo("mlp", "mlp", "nonsaturating", gen_opt=MLP, disc_opt=MLP),
-        Combo("mlp", "mlp", "nonsaturating", gen_opt=MLP, disc_opt=MLP, cond="selfcond",
-              cond_opt={"k": k, "recluster_every": max(1, steps // 6), "subset": 10000}),
-    ]
-    rows = run_grid(combos, data, seeds, steps, 256, 2500, workdir / data, lr=5e-4)
-    table = []
-    for combo, name in zip(combos, ("GAN (gzoo)", f"self-conditioned GAN, k={k} (gzoo)"), strict=True):
-        rs = [r for r in rows if r["combo"] == combo.label]
+# -- one run (top level: executed in worker processes) ------------------------------------------
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one configuration and measure its mode metrics; returns one result row."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from gzoo.config import RunConfig
+    from gzoo.metrics.modes import mixture_mode_metrics, stacked_mode_metrics
+    from gzoo.trainer import Trainer
+
+    out = Path(job["config"]["out"])
+    if out.exists():
+        shutil.rmtree(out)
+    trainer = Trainer(RunConfig(**job["config"]))
+    t0 = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - t0
+    seed = job["config"]["seed"]
+    samples = trainer.generate(job["n_eval"], seed=seed)
+    if samples.dim() == 2:
+        metrics = mixture_mode_metrics(samples, job["config"]["data"])
+    else:
+        metrics = stacked_mode_metrics(samples, base="fashion-mnist")
+    row = {"model": job["model"], "data": job["config"]["data"], "seed": seed, "steps": trainer.step,
+           "train_seconds": seconds, **metrics}
+    if trainer.cond is not None:
+        row["clusters_nonempty"] = int((trainer.cond.sizes > 0).sum())
+        row["clusterings"] = trainer.cond.clusterings
+    if job.get("picture"):  # seed 0: a picture for the docs
+        path = trainer.write_samples()
+        if trainer.cond is not None and samples.dim() == 2:
+            trainer.registry.create("visualizer", "selfcond-clusters", run=trainer, out=path.with_name("clusters.png"))
+            path = path.with_name("clusters.png")
+        row["picture"] = str(path)
+    return row
+
+
+def run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for row in pool.map(run_one, jobs):
+            keep = ("modes", "high_quality", "reverse_kl", "train_seconds", "clusters_nonempty")
+            print(f"[{time.strftime('%H:%M:%S')}] {row['data']} {row['model']} seed {row['seed']}: "
+                  + ", ".join(f"{k}={row[k]:.4g}" for k in keep if k in row), flush=True)
+            rows.append(row)
+    return rows
+
+
+# -- experiment definitions ------------------------------------------------------------------------
+
+
+def two_d_jobs(data: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    mlp = {"hidden": args.hidden_2d, "depth": 3}
+    base = dict(gen="mlp", disc="mlp", loss="nonsaturating", data=data, gen_opt=mlp, disc_opt=mlp,
+                steps=args.steps_2d, batch_size=args.batch_2d, lr=args.lr_2d, cosine=True,
+                sample_every=0, ckpt_every=0, log_every=0, progress=False)
+    jobs = []
+    for model in ("GAN", "selfcond"):
+        for seed in args.seeds:
+            cfg = dict(base, seed=seed, out=str(workdir / f"{data}-{model}-s{seed}"))
+            if model == "selfcond":
+                cfg.update(cond="selfcond", cond_opt={"k": args.k_2d, "recluster_every": args.recluster_2d,
+                                                       "subset": args.subset_2d, "seed": seed})
+            jobs.append({"model": model, "config": cfg, "n_eval": args.n_2d, "threads": args.threads,
+                         "picture": seed == args.seeds[0]})
+    return jobs
+
+
+def stacked_jobs(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    dc = {"ch": args.stacked_ch}
+    base = dict(gen="dcgan", disc="dcgan", loss="nonsaturating", data="stacked-fashion-mnist", gen_opt=dc,
+                disc_opt=dc, steps=args.stacked_steps, batch_size=args.stacked_batch, lr=2e-4,
+                sample_every=0, ckpt_every=0, log_every=0, progress=False)
+    jobs = []
+    for model in ("DCGAN", "selfcond"):
+        for seed in args.seeds:
+            cfg = dict(base, seed=seed, out=str(workdir / f"stacked-{model}-s{seed}"))
+            if model == "selfcond":
+                cfg.update(cond="selfcond", cond_opt={"k": args.stacked_k, "recluster_every": args.stacked_recluster,
+                                                       "subset": args.stacked_subset, "seed": seed})
+            jobs.append({"model": model, "config": cfg, "n_eval": args.n_stacked, "threads": args.threads,
+                         "picture": seed == args.seeds[0]})
+    return jobs
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+def _copy_picture(rows: list[dict[str, Any]], name: str) -> str:
+    pic = next((r["picture"] for r in rows if "picture" in r), None)
+    if pic is None:
+        return ""
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    shutil.copy(pic, IMAGES / name)
+    return f"![{name}](benchmarks/{name})"
+
+
+def _reached(ok: bool) -> str:
+    return "**reached**" if ok else "**not reached**"
+
+
+def two_d_section(data: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    k_modes = rows[0]["num_modes"]
+    table, verdicts, pictures = [], [], []
+    for model, name in (("GAN", "GAN (gzoo)"), ("selfcond", f"self-conditioned GAN, k={args.k_2d} (gzoo)")):
+        rs = [r for r in rows if r["model"] == model]
+        full = sum(r["modes"] == k_modes for r in rs)
         table.append([name, mean_std([r["modes"] for r in rs]), mean_std([100 * r["high_quality"] for r in rs]),
-                      mean_std([r["reverse_kl"] for r in rs])])
-    table += [list(p) for p in PUBLISHED[data]]
-    n_modes = rows[0]["num_modes"]
-    md = (f"### 2-D {data} ({n_modes} modes)\n\n"
-          f"MLP G/D (hidden 256, depth 3), non-saturating loss, Adam lr 5e-4, batch 256, {steps} steps, "
-          f"seeds {','.join(map(str, seeds))}; metrics on 2,500 samples. Target: {n_modes}/{n_modes} modes, "
-          f"≥ 95% high quality, reverse KL ≤ 0.05.\n\n"
-          + markdown_table(["model", f"modes (of {n_modes})", "% high quality", "reverse KL"], table))
-    return md, rows
+                      mean_std([r["reverse_kl"] for r in rs], 2), f"{full}/{len(rs)}",
+                      f"{sum(r['train_seconds'] for r in rs) / len(rs):.0f}"])
+        if model == "selfcond":
+            mean = {m: sum(r[m] for r in rs) / len(rs) for m in ("high_quality", "reverse_kl")}
+            verdicts = [f"all {k_modes} modes in every seed: {_reached(full == len(rs))}",
+                        f"≥ 95% high quality (mean {100 * mean['high_quality']:.1f}%): "
+                        f"{_reached(mean['high_quality'] >= TARGET['high_quality'])}",
+                        f"reverse KL ≤ 0.05 (mean {mean['reverse_kl']:.3f}): "
+                        f"{_reached(mean['reverse_kl'] <= TARGET['reverse_kl'])}"]
+        pictures.append(_copy_picture(rs, f"modes-{data}-{model}.png"))
+    table += [[*p, "-", "-"] for p in PUBLISHED[data]]
+    n_eval = rows[0]["n"]
+    return (
+        f"### 2-D {data} ({k_modes} modes)\n\n"
+        f"MLP G and D (hidden {args.hidden_2d}, depth 3; G latent 64), non-saturating loss, Adam lr "
+        f"{args.lr_2d:g} (betas 0.5, 0.999) with cosine decay, batch {args.batch_2d}, {args.steps_2d} G steps, "
+        f"seeds {','.join(map(str, args.seeds))} (mean ± std over seeds); metrics on {n_eval} generated samples "
+        f"(high quality = within 3σ of the nearest mode). Self-conditioning: k={args.k_2d}, reclustering every "
+        f"{args.recluster_2d} steps, subset {args.subset_2d}. Budget: {args.steps_2d} steps per run, one CPU thread "
+        f"per run; `train s` is the mean wall time of one run (shared machine). Published rows: other code, "
+        f"architecture and budget (reference only).\n\n"
+        + markdown_table(["model", f"modes (of {k_modes})", "% high quality", "reverse KL", "all modes", "train s"],
+                         table)
+        + "\n\nTarget for the self-conditioned GAN: " + "; ".join(verdicts) + ".\n\n"
+        + " ".join(p for p in pictures if p)
+        + ("\n\nLeft: GAN samples (red) over real data (grey). Right: self-conditioned GAN, real subset (left "
+           "panel) and generated samples (right panel) coloured by cluster." if any(pictures) else "")
+    )
 
 
-def stacked(seeds: list[int], steps: int, workdir: Path) -> tuple[str, list[dict]]:
-    dc = {"ch": 32}
-    combos = [
-        Combo("dcgan", "dcgan", "nonsaturating", gen_opt=dc, disc_opt=dc),
-        Combo("dcgan", "dcgan", "nonsaturating", gen_opt=dc, disc_opt=dc, cond="selfcond",
-              cond_opt={"k": 100, "recluster_every": max(1, steps // 4), "subset": 5000}),
-    ]
-    rows = run_grid(combos, "stacked-fashion-mnist", seeds, steps, 64, 10000, workdir / "stacked")
+def stacked_section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     table = []
-    for combo, name in zip(combos, ("DCGAN", "self-conditioned DCGAN, k=100"), strict=True):
-        rs = [r for r in rows if r["combo"] == combo.label]
+    for model, name in (("DCGAN", "DCGAN"), ("selfcond", f"self-conditioned DCGAN, k={args.stacked_k}")):
+        rs = [r for r in rows if r["model"] == model]
         table.append([name, mean_std([r["modes"] for r in rs]), mean_std([r["reverse_kl"] for r in rs]),
-                      mean_std([r["fid_lenet"] for r in rs])])
-    md = (f"### Stacked Fashion-MNIST (1,000 modes)\n\nDCGAN (width 32), non-saturating loss, Adam 2e-4, batch 64, "
-          f"{steps} steps, seeds {','.join(map(str, seeds))}; metrics on 10,000 samples; each channel classified by "
-          f"gzoo's Fashion-MNIST LeNet; reverse KL against the real stacked mode histogram.\n\n"
-          + markdown_table(["model", "modes (of 1000)", "reverse KL", "fid_lenet"], table))
-    return md, rows
+                      f"{sum(r['train_seconds'] for r in rs) / len(rs):.0f}"])
+    n_eval = rows[0]["n"]
+    return (
+        f"### Stacked Fashion-MNIST (1,000 modes)\n\n"
+        f"DCGAN G and D (width {args.stacked_ch}, no batch norm in D), non-saturating loss, Adam 2e-4 (0.5, 0.999), "
+        f"batch {args.stacked_batch}, {args.stacked_steps} G steps, seeds {','.join(map(str, args.seeds))} "
+        f"(mean ± std); metrics on {n_eval} generated samples, each channel classified by gzoo's Fashion-MNIST "
+        f"LeNet; reverse KL against the real stacked mode histogram. Self-conditioning: k={args.stacked_k}, "
+        f"reclustering every {args.stacked_recluster} steps, subset {args.stacked_subset}. Budget: "
+        f"{args.stacked_steps} steps per run, one CPU thread per run; a short CPU budget, far from the paper's "
+        f"(use `--stacked-steps` for longer runs).\n\n"
+        + markdown_table(["model", "modes (of 1000)", "reverse KL", "train s"], table)
+        + "\n\n" + " ".join(p for p in (_copy_picture([r for r in rows if r["model"] == m], f"modes-stacked-{m}.png")
+                                         for m in ("DCGAN", "selfcond")) if p)
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--steps-2d", type=int, default=3000)
-    ap.add_argument("--steps-stacked", type=int, default=400)
+    ap.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--only", choices=["2d", "stacked"], help="run one part")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--workdir", default="runs/bench-modes")
+    g = ap.add_argument_group("2-D ring and grid")
+    g.add_argument("--steps-2d", type=int, default=3000)
+    g.add_argument("--batch-2d", type=int, default=128)
+    g.add_argument("--lr-2d", type=float, default=1e-3)
+    g.add_argument("--hidden-2d", type=int, default=128)
+    g.add_argument("--k-2d", type=int, default=50)
+    g.add_argument("--recluster-2d", type=int, default=500)
+    g.add_argument("--subset-2d", type=int, default=5000)
+    g.add_argument("--n-2d", type=int, default=2500, help="generated samples per evaluation")
+    s = ap.add_argument_group("stacked Fashion-MNIST")
+    s.add_argument("--stacked-steps", type=int, default=600)
+    s.add_argument("--stacked-batch", type=int, default=64)
+    s.add_argument("--stacked-ch", type=int, default=32)
+    s.add_argument("--stacked-k", type=int, default=100)
+    s.add_argument("--stacked-recluster", type=int, default=200)
+    s.add_argument("--stacked-subset", type=int, default=3000)
+    s.add_argument("--n-stacked", type=int, default=10000, help="generated samples per evaluation")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    parts, all_rows = [], []
+    workdir = Path(args.workdir)
+
+    jobs: list[dict[str, Any]] = []
     if args.only in (None, "2d"):
-        for data in ("ring", "grid"):
-            md, rows = two_d(data, seeds, args.steps_2d, Path(args.workdir))
-            parts.append(md)
-            all_rows += rows
+        jobs += two_d_jobs("ring", args, workdir) + two_d_jobs("grid", args, workdir)
     if args.only in (None, "stacked"):
-        md, rows = stacked(seeds, args.steps_stacked, Path(args.workdir))
-        parts.append(md)
-        all_rows += rows
+        jobs += stacked_jobs(args, workdir)
+    t0 = time.perf_counter()
+    rows = run_all(jobs, args.jobs)
+    wall = time.perf_counter() - t0
+
+    parts = [two_d_section(d, [r for r in rows if r["data"] == d], args) for d in ("ring", "grid")
+             if any(r["data"] == d for r in rows)]
+    if any(r["data"] == "stacked-fashion-mnist" for r in rows):
+        parts.append(stacked_section([r for r in rows if r["data"] == "stacked-fashion-mnist"], args))
+    suffix = f"-{args.only}" if args.only else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"modes{'-' + args.only if args.only else ''}.json").write_text(json.dumps(all_rows, indent=1))
+    (RESULTS / f"modes{suffix}.json").write_text(json.dumps(rows, indent=1))
     text = "\n\n".join(parts)
     print(text)
-    write_section(f"modes{'-' + args.only if args.only else ''}",
-                  "## Mode collapse: GAN vs self-conditioned GAN\n\n" + text + f"\n\nCommand: `{command_line()}`")
+    write_section(
+        f"modes{suffix}",
+        "## Mode collapse: GAN vs self-conditioned GAN\n\n" + text
+        + f"\n\n{len(jobs)} runs, {args.jobs} at a time, {wall / 60:.1f} min wall time in all.\n\n"
+        f"Command: `{command_line()}`",
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 seed) under one budget of steps, evaluate every run with gzoo's offline metrics, and write
 a table (mean ± std over seeds, sample grids, the exact command) into docs/benchmarks.md.
 
-    python benchmarks/harness.py --data fashion-mnist --pairs mlp:mlp,dcgan:dcgan,cocgan:coc \
-        --losses minimax,wgan --seeds 0 --steps 100 --n-eval 10000 --section fmnist-grid
+    python benchmarks/harness.py --data fashion-mnist --pairs auto \
+        --losses minimax,wgan+clip@rmsprop --seeds 0 --steps 50 --n-eval 10000 --section fmnist-grid
 
-A loss may carry regularizers and an optimizer: ``wgan+clip@rmsprop`` is WGAN with weight
-clipping and RMSprop (the WGAN paper's setting). Raw results go to
-``benchmarks/results/<section>.json`` so other scripts can reuse them.
+``--pairs auto`` takes every registered generator that can make images, each with the
+discriminator of the same family (``cocgan`` -> ``coc``). A loss may carry regularizers and
+an optimizer: ``wgan+clip@rmsprop`` is WGAN with weight clipping and RMSprop (the WGAN
+paper's setting). Raw results go to ``benchmarks/results/<section>.json`` so other scripts
+can reuse them.
+
+From Python::
+
+    from harness import Combo, run_grid, report
+    rows = run_grid([Combo("dcgan", "dcgan", "minimax")], "fashion-mnist", seeds=[0, 1], steps=200)
+    report("my-section", rows, title="...")
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, command_line, markdown_table, mean_std, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
-from gzoo.evaluation import evaluate_samples, metric_names  # noqa: E402
+from gzoo.evaluation import evaluate_generator, metric_names  # noqa: E402
 from gzoo.run import count_parameters  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
@@ -37,6 +45,8 @@ IMAGES = ROOT / "docs" / "benchmarks"
 
 @dataclass
 class Combo:
+    """One cell of the grid (everything but the dataset and the seed)."""
+
     gen: str
     disc: str
     loss: str
@@ -64,39 +74,62 @@ def parse_losses(text: str) -> list[tuple[str, list[str], str]]:
     """``wgan+clip@rmsprop,minimax`` -> [(loss, regs, optimizer), ...]."""
     out = []
     for item in text.split(","):
-        item, _, opt = item.partition("@")
+        item, _, opt = item.strip().partition("@")
         loss, *regs = item.split("+")
         out.append((loss, regs, opt or "adam"))
     return out
 
 
-def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int, n_eval: int, workdir: Path,
-            **extra: Any) -> dict[str, Any]:
+def auto_pairs() -> list[tuple[str, str]]:
+    """Every registered generator, with the discriminator of its family (same name, or the
+    name without a ``gan`` suffix, e.g. ``cocgan`` -> ``coc``; else ``dcgan``)."""
+    import gzoo
+
+    discs = {spec.name for spec in gzoo.list_components("discriminator")}
+    pairs = []
+    names = [spec.name for spec in gzoo.list_components("generator")]
+    for g in sorted(names, key=lambda n: (["mlp", "dcgan"] + names).index(n)):  # classic ones first
+        d = g if g in discs else g.removesuffix("gan") if g.removesuffix("gan") in discs else "dcgan"
+        pairs.append((g, d))
+    return pairs
+
+
+def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64, n_eval: int = 10000,
+            workdir: Path = Path("runs/bench"), **extra: Any) -> dict[str, Any]:
     """Train one run and evaluate it; returns metrics, images/s and parameter counts."""
-    out = workdir / f"{combo.gen}-{combo.disc}-{combo.loss}{'-' + combo.cond if combo.cond else ''}-s{seed}"
+    out = Path(workdir) / f"{combo.gen}-{combo.disc}-{combo.loss}{''.join('-' + r for r in combo.reg)}" \
+                          f"{'-' + combo.cond if combo.cond else ''}-s{seed}"
     if out.exists():
         shutil.rmtree(out)
     trainer = Trainer(combo.config(data, seed, steps, batch_size, out, **extra))
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
-    samples = trainer.generate(n_eval, seed=seed)
-    metrics = evaluate_samples(samples, data, data_opt=trainer.config.data_opt, seed=seed, progress=False)
-    grid = trainer.write_samples()
-    return {"combo": combo.label, "seed": seed, "steps": steps, "batch_size": batch_size,
+    grid = trainer.run_dir / "samples" / f"step_{trainer.step:06d}.png"
+    if not grid.exists():
+        grid = trainer.write_samples()
+    metrics = evaluate_generator(trainer.generate, data, n=n_eval, seed=seed, data_opt=trainer.config.data_opt,
+                                 progress=False)
+    return {"combo": combo.label, "data": data, "seed": seed, "steps": steps, "batch_size": batch_size,
             "img_per_s": steps * batch_size / seconds, "train_seconds": seconds,
-            "params_G": count_parameters(trainer.G), "params_D": count_parameters(trainer.D),
-            "grid": str(grid), **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
+            "eval_seconds": metrics.pop("seconds"), "params_G": count_parameters(trainer.G),
+            "params_D": count_parameters(trainer.D), "grid": str(grid), "run": str(trainer.run_dir),
+            **{k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}}
 
 
-def run_grid(combos: list[Combo], data: str, seeds: list[int], steps: int, batch_size: int, n_eval: int,
-             workdir: Path, **extra: Any) -> list[dict[str, Any]]:
+def run_grid(combos: list[Combo], data: str, seeds: list[int], steps: int, batch_size: int = 64,
+             n_eval: int = 10000, workdir: Path = Path("runs/bench"), **extra: Any) -> list[dict[str, Any]]:
+    """Every combo x seed on ``data`` for ``steps`` steps; one result dict per run.
+
+    ``extra`` are further :class:`~gzoo.config.RunConfig` fields (``lr=5e-4``, ``ema=0.999``...).
+    """
     rows = []
     for combo in combos:
         for seed in seeds:
             print(f"[{time.strftime('%H:%M:%S')}] {combo.label} seed {seed}", flush=True)
-            rows.append(run_one(combo, data, seed, steps, batch_size, n_eval, workdir, **extra))
-            print({k: rows[-1][k] for k in rows[-1] if k in ("img_per_s", "fid_lenet", "modes", "high_quality", "reverse_kl")}, flush=True)
+            rows.append(run_one(combo, data, seed, steps, batch_size, n_eval, Path(workdir), **extra))
+            print({k: rows[-1][k] for k in rows[-1]
+                   if k in ("img_per_s", "fid_lenet", "coverage", "modes", "high_quality", "reverse_kl")}, flush=True)
     return rows
 
 
@@ -112,50 +145,83 @@ def summarise(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[list[str]
 
 
 def copy_grids(rows: list[dict[str, Any]], section: str) -> list[str]:
-    """Copy the seed-0 sample grid of each combo under docs/benchmarks/; markdown image links."""
+    """Copy the first seed's sample grid of each combo under docs/benchmarks/; markdown image links."""
     IMAGES.mkdir(parents=True, exist_ok=True)
     links = []
     for r in rows:
-        if r["seed"] != min(x["seed"] for x in rows if x["combo"] == r["combo"]):
+        if r["seed"] != min(x["seed"] for x in rows if x["combo"] == r["combo"]) or not Path(r["grid"]).exists():
             continue
         name = f"{section}-" + "".join(ch if ch.isalnum() else "-" for ch in r["combo"]).strip("-") + ".png"
-        shutil.copy(r["grid"], IMAGES / name)
+        small_png(Path(r["grid"]), IMAGES / name)
         links.append(f"![{r['combo']}](benchmarks/{name})")
     return links
+
+
+def small_png(src: Path, dst: Path) -> None:
+    """Copy a sample grid, as 8-bit grayscale when its channels are equal (a third of the bytes)."""
+    from PIL import Image, ImageChops
+
+    im = Image.open(src)
+    if im.mode == "RGB":
+        r, g, b = im.split()
+        if ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(r, b).getbbox() is None:
+            im = r
+    im.save(dst, optimize=True)
+
+
+def report(section: str, rows: list[dict[str, Any]], *, title: str, notes: str = "",
+           metrics: list[str] | None = None, grids: bool = True) -> str:
+    """Save ``rows`` to ``benchmarks/results/<section>.json`` and write section ``section`` of
+    docs/benchmarks.md: a mean ± std table, the sample grids, and the command that ran."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{section}.json").write_text(json.dumps(rows, indent=1))
+    if metrics is None:
+        metrics = [m for m in metric_names(rows[0]["data"]) if m in rows[0]] + ["img_per_s"]
+    headers, table = summarise(rows, metrics)
+    md = markdown_table(headers, table)
+    print(md)
+    images = " ".join(copy_grids(rows, section)) if grids else ""
+    write_section(section, f"## {title}\n\n{notes}\n\n{md}\n\n{images}\n\nCommand: `{command_line()}`")
+    return md
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="fashion-mnist")
-    ap.add_argument("--pairs", default="mlp:mlp,dcgan:dcgan,cocgan:coc", help="G:D pairs")
+    ap.add_argument("--pairs", default="auto", help="G:D pairs, comma-separated, or 'auto' (every generator)")
     ap.add_argument("--losses", default="minimax,wgan+clip@rmsprop")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--n-eval", type=int, default=10000)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--section", default="fmnist-grid")
     ap.add_argument("--workdir", default="runs/bench")
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    combos = [Combo(g, d, loss, regs, opt) for g, d in (p.split(":") for p in args.pairs.split(","))
-              for loss, regs, opt in parse_losses(args.losses)]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pairs = auto_pairs() if args.pairs == "auto" else [tuple(p.split(":")) for p in args.pairs.split(",")]
+    combos = [Combo(g, d, loss, regs, opt) for g, d in pairs for loss, regs, opt in parse_losses(args.losses)]
     seeds = [int(s) for s in args.seeds.split(",")]
+    t0 = time.perf_counter()
+    from gzoo.metrics.features import get_classifier
+
+    clf = get_classifier(args.data.removeprefix("stacked-"), 28) if args.data not in ("ring", "grid") else None
     rows = run_grid(combos, args.data, seeds, args.steps, args.batch_size, args.n_eval, Path(args.workdir))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.section}.json").write_text(json.dumps(rows, indent=1))
-    shown = [m for m in metric_names(args.data) if m in rows[0]] + ["img_per_s"]
-    headers, table = summarise(rows, shown)
-    md = markdown_table(headers, table)
-    print(md)
-    write_section(
-        args.section,
-        f"## {args.data}: {len(combos)} combinations, {args.steps} steps of batch {args.batch_size}, "
-        f"{len(seeds)} seed(s)\n\n"
-        f"Metrics on {args.n_eval} generated samples against as many real training images, in gzoo's own LeNet "
-        f"feature space (see docs/metrics.md: not comparable with Inception FID). img_per_s is training throughput "
-        f"(batch x steps / wall time) in this one process, CPU, {torch.get_num_threads()} threads. "
-        f"Mean ± std over seeds.\n\n{md}\n\n" + " ".join(copy_grids(rows, args.section)) +
-        f"\n\nCommand: `{command_line()}`",
+    minutes = (time.perf_counter() - t0) / 60
+    acc = f" (its test accuracy: {clf.accuracy:.3f})" if clf is not None else ""
+    report(
+        args.section, rows,
+        title=f"{args.data}: {len(combos)} combinations, {args.steps} steps of batch {args.batch_size}, "
+              f"{len(seeds)} seed(s)",
+        notes=f"Every combination trains for the same budget of {args.steps} generator steps (batch "
+              f"{args.batch_size}, default options, one D step per G step), then is measured on {args.n_eval} "
+              f"generated samples against as many real training images, in the feature space of gzoo's own "
+              f"LeNet classifier{acc}. These are **not Inception numbers** and are not comparable with papers "
+              f"(docs/metrics.md). `img_per_s` is training throughput (generator steps x batch / wall time of the run) "
+              f"on a shared CPU with {torch.get_num_threads()} torch thread(s): compare it only within this table. "
+              f"Mean ± std over seeds (± 0 with one seed). Whole grid: {minutes:.0f} min. Sample grids, in "
+              f"table order:",
     )
 
 
