@@ -166,7 +166,11 @@ def _mnist_like(
     _check_split(split)
     _check_resolution(resolution)
     base = data_root(root)
-    dirs = [base, base / cls_name / "raw", *extra_dirs]
+    if root and not base.is_dir() and not download:
+        raise DatasetNotFoundError(f"--data-root {base} does not exist: point it at the folder holding {name}'s IDX files, "
+                                   "or allow a download there with --data-opt download=true where the internet is reachable")
+    # an explicit root is the only place searched: a wrong root must not silently load other files
+    dirs = [base, base / cls_name / "raw", *([] if root else extra_dirs)]
     found = _find_idx(dirs, split)
     if found is None and download:
         import torchvision

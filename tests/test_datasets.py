@@ -108,6 +108,14 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
         gzoo.create("dataset", "cifar10", root=str(tmp_path))
 
 
+def test_explicit_root_is_the_only_place_searched(tmp_path):
+    # even where Debian's Fashion-MNIST is installed, a wrong --data-root is an error, not a fallback
+    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
+        gzoo.create("dataset", "fashion-mnist", root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        gzoo.create("dataset", "fashion-mnist", root=str(tmp_path / "nowhere"))
+
+
 def test_cifar10_loader_reads_generated_batches(tmp_path):
     d = tmp_path / "cifar-10-batches-py"
     d.mkdir()

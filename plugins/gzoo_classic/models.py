@@ -123,7 +123,7 @@ class MLPDiscriminator(Discriminator):
 
 def _dcgan_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
     if not is_image_shape(tuple(image_shape)):
-        raise ShapeError(f"{who} makes images (C, H, W), but the data has shape {tuple(image_shape)}; use 'mlp' for 2-D data")
+        raise ShapeError(f"{who} works on images (C, H, W), but the data has shape {tuple(image_shape)}; use 'mlp' for 2-D data")
     c, h, w = image_shape
     if h != w or h not in DCGAN_SIZES:
         raise ShapeError(f"{who} supports square images of {sorted(DCGAN_SIZES)} pixels, got {h}x{w}")

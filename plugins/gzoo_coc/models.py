@@ -104,7 +104,7 @@ D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
 
 def _image_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
     if not is_image_shape(tuple(image_shape)):
-        raise ShapeError(f"{who} makes images (C, H, W), but the data has shape {tuple(image_shape)}")
+        raise ShapeError(f"{who} works on images (C, H, W), but the data has shape {tuple(image_shape)}")
     c, h, w = image_shape
     if h != w:
         raise ShapeError(f"{who} needs square images, got {h}x{w}")
