@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
 import argparse  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -30,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, markdown_table, write_section  # noqa: E402
+from _report import ROOT, command_line, markdown_table, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.evaluation import evaluate_generator  # noqa: E402
@@ -38,6 +39,7 @@ from gzoo.run import count_parameters  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
 MODELS = {"CoC-GAN (cocgan + coc)": ("cocgan", "coc"), "DCGAN (dcgan + dcgan)": ("dcgan", "dcgan")}
+IMAGES = ROOT / "docs" / "benchmarks"
 METRICS = ["fid_lenet", "kid_lenet", "precision", "recall", "coverage", "is_lenet", "class_coverage"]
 
 
@@ -83,11 +85,16 @@ def main() -> None:
                   + "; ".join(f"{k.split()[0]} {times[k][-1]:.2f}s/step" for k in trainers)
                   + f"; last losses {', '.join(f'{k}={v:.3f}' for k, v in losses.items())}", flush=True)
 
-    rows, results = [], {}
+    rows, results, pictures = [], {}, []
     for label, trainer in trainers.items():
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         (trainer.run_dir / "samples").mkdir(exist_ok=True)
         grid = trainer.write_samples()
+        if not args.no_write:  # the sample grid, beside the table
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            name = f"coc-vs-dcgan-{trainer.config.gen}.png"
+            shutil.copy(grid, IMAGES / name)
+            pictures.append(f"![{label}](benchmarks/{name})")
         res = evaluate_generator(trainer.generate, args.data, n=args.n_eval, seed=args.seed, progress=False)
         results[label] = res
         steady = times[label][1:] or times[label]  # the first step pays for allocations
@@ -112,7 +119,8 @@ def main() -> None:
             f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`). Metrics: `gzoo.evaluation.evaluate_generator` "
             f"on {args.n_eval} samples (LeNet features; classifier test accuracy {acc:.3f}). "
             "FID/KID lower is better, the others higher.\n\n"
-            f"{md}\n\nCommand: `{command_line()}`",
+            f"{md}\n\nSample grids after the budget, in table order: {' '.join(pictures)}\n\n"
+            f"Command: `{command_line()}`",
         )
 
 

@@ -12,9 +12,9 @@ independent processes with one thread each, ``--jobs`` at a time, so the numbers
 depend on ``--jobs``. Results: a section of docs/benchmarks.md, raw rows in
 benchmarks/results/modes*.json, sample scatters in docs/benchmarks/.
 
-    python benchmarks/bench_modes.py                      # everything (~25 min on 2 cores)
-    python benchmarks/bench_modes.py --only 2d            # ring + grid (~10 min)
-    python benchmarks/bench_modes.py --only stacked --stacked-steps 3000   # a longer run
+    python benchmarks/bench_modes.py                      # everything (~30 min on 2 cores)
+    python benchmarks/bench_modes.py --only 2d            # ring + grid (~3 min)
+    python benchmarks/bench_modes.py --only stacked --stacked-steps 10000  # a longer run
 """
 
 from __future__ import annotations
@@ -99,21 +99,27 @@ def run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
 # -- experiment definitions ------------------------------------------------------------------------
 
 
+def _jobs(name: str, models: tuple[str, str], base: dict[str, Any], cond_opt: dict[str, Any], n_eval: int,
+          args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """Every seed of the baseline ``models[0]`` and of its self-conditioned twin (same config + selfcond)."""
+    jobs = []
+    for model in models:
+        for seed in args.seeds:
+            cfg = dict(base, seed=seed, out=str(workdir / f"{name}-{model}-s{seed}"))
+            if model == "selfcond":
+                cfg.update(cond="selfcond", cond_opt={**cond_opt, "seed": seed})
+            jobs.append({"model": model, "config": cfg, "n_eval": n_eval, "threads": args.threads,
+                         "picture": seed == args.seeds[0]})
+    return jobs
+
+
 def two_d_jobs(data: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     mlp = {"hidden": args.hidden_2d, "depth": 3}
     base = dict(gen="mlp", disc="mlp", loss="nonsaturating", data=data, gen_opt=mlp, disc_opt=mlp,
                 steps=args.steps_2d, batch_size=args.batch_2d, lr=args.lr_2d, cosine=True,
                 sample_every=0, ckpt_every=0, log_every=0, progress=False)
-    jobs = []
-    for model in ("GAN", "selfcond"):
-        for seed in args.seeds:
-            cfg = dict(base, seed=seed, out=str(workdir / f"{data}-{model}-s{seed}"))
-            if model == "selfcond":
-                cfg.update(cond="selfcond", cond_opt={"k": args.k_2d, "recluster_every": args.recluster_2d,
-                                                       "subset": args.subset_2d, "seed": seed})
-            jobs.append({"model": model, "config": cfg, "n_eval": args.n_2d, "threads": args.threads,
-                         "picture": seed == args.seeds[0]})
-    return jobs
+    cond = {"k": args.k_2d, "recluster_every": args.recluster_2d, "subset": args.subset_2d}
+    return _jobs(data, ("GAN", "selfcond"), base, cond, args.n_2d, args, workdir)
 
 
 def stacked_jobs(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -121,16 +127,8 @@ def stacked_jobs(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
     base = dict(gen="dcgan", disc="dcgan", loss="nonsaturating", data="stacked-fashion-mnist", gen_opt=dc,
                 disc_opt=dc, steps=args.stacked_steps, batch_size=args.stacked_batch, lr=2e-4,
                 sample_every=0, ckpt_every=0, log_every=0, progress=False)
-    jobs = []
-    for model in ("DCGAN", "selfcond"):
-        for seed in args.seeds:
-            cfg = dict(base, seed=seed, out=str(workdir / f"stacked-{model}-s{seed}"))
-            if model == "selfcond":
-                cfg.update(cond="selfcond", cond_opt={"k": args.stacked_k, "recluster_every": args.stacked_recluster,
-                                                       "subset": args.stacked_subset, "seed": seed})
-            jobs.append({"model": model, "config": cfg, "n_eval": args.n_stacked, "threads": args.threads,
-                         "picture": seed == args.seeds[0]})
-    return jobs
+    cond = {"k": args.stacked_k, "recluster_every": args.stacked_recluster, "subset": args.stacked_subset}
+    return _jobs("stacked", ("DCGAN", "selfcond"), base, cond, args.n_stacked, args, workdir)
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -238,7 +236,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--workdir", default="runs/bench-modes")
     g = ap.add_argument_group("2-D ring and grid")
-    g.add_argument("--steps-2d", type=int, default=3000)
+    g.add_argument("--steps-2d", type=int, default=5000)
     g.add_argument("--batch-2d", type=int, default=128)
     g.add_argument("--lr-2d", type=float, default=1e-3)
     g.add_argument("--hidden-2d", type=int, default=128)
@@ -247,7 +245,7 @@ def main() -> None:
     g.add_argument("--subset-2d", type=int, default=5000)
     g.add_argument("--n-2d", type=int, default=2500, help="generated samples per evaluation")
     s = ap.add_argument_group("stacked Fashion-MNIST")
-    s.add_argument("--stacked-steps", type=int, default=600)
+    s.add_argument("--stacked-steps", type=int, default=3000)
     s.add_argument("--stacked-batch", type=int, default=64)
     s.add_argument("--stacked-ch", type=int, default=32)
     s.add_argument("--stacked-k", type=int, default=100)

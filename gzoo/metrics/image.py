@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,13 +68,19 @@ def kid_from_features(real: Tensor, fake: Tensor, *, subsets: int = 100, subset_
                                       normalize=True)
     kid.update(real.double(), real=True)
     kid.update(fake.double(), real=False)
+    mean, std = seeded_compute(kid, seed)
+    return float(mean), (0.0 if subsets == 1 else float(std))
+
+
+def seeded_compute(metric: Any, seed: int) -> Any:
+    """``metric.compute()`` with torch's global RNG seeded (KID draws its subsets from it),
+    then restored, so results are reproducible and the caller's random stream is untouched."""
     state = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
-        mean, std = kid.compute()
+        return metric.compute()
     finally:
         torch.set_rng_state(state)
-    return float(mean), (0.0 if subsets == 1 else float(std))
 
 
 def inception_score(probs: Tensor, eps: float = 1e-12) -> float:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UsageError
+from .image import seeded_compute
 
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
@@ -76,10 +77,5 @@ def inception_fid_kid(
             m.update(_to_uint8_rgb(real[i : i + 200]), real=True)
         for i in range(0, len(fake), 200):
             m.update(_to_uint8_rgb(fake[i : i + 200]), real=False)
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        kid_mean, kid_std = kid.compute()
-    finally:
-        torch.set_rng_state(state)
+    kid_mean, kid_std = seeded_compute(kid, seed)
     return {"fid_inception": float(fid.compute()), "kid_inception": float(kid_mean), "kid_inception_std": float(kid_std)}
