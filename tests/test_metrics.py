@@ -30,7 +30,7 @@ from gzoo.metrics import (
 from gzoo.metrics.image import class_histogram_metrics, reverse_kl
 
 RES = 16
-TINY = feat.TrainSettings(epochs=3, batch_size=64)
+TINY = feat.TrainSettings(epochs=3, min_steps=0, batch_size=64)
 MICRO = feat.TrainSettings(max_steps=2, batch_size=16)  # for cache bookkeeping only
 
 

@@ -69,8 +69,9 @@ class LeNet(nn.Module):
 class TrainSettings:
     """How the feature classifier is trained (part of the cache key)."""
 
-    epochs: float = 2.0  #: passes over the training split
-    max_steps: int = 0  #: stop after this many steps (0 = no cap)
+    epochs: float = 3.0  #: passes over the training split
+    min_steps: int = 1000  #: at least this many steps (small sets: digits' 1,438 images are 11 steps an epoch)
+    max_steps: int = 0  #: stop after this many steps (0 = no cap; wins over min_steps)
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
@@ -189,7 +190,7 @@ def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     n = len(train)
     bs = min(settings.batch_size, n)
-    steps = max(1, round(settings.epochs * (n // bs)))
+    steps = max(1, settings.min_steps, round(settings.epochs * (n // bs)))
     if settings.max_steps:
         steps = min(steps, settings.max_steps)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
