@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 
@@ -19,6 +20,27 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Path:
     return path
 
 
+def palette(k: int, *, saturation: float = 0.8, values: tuple[float, ...] = (0.65, 0.9)) -> Tensor:
+    """``k`` distinct colours ``(k, 3)`` in [0, 1]: golden-ratio hues, brightness cycling
+    through ``values`` (two levels tell neighbouring hues apart)."""
+    cols = [colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, saturation, values[i % len(values)]) for i in range(k)]
+    return torch.tensor(cols, dtype=torch.float32)
+
+
+def draw_points(img: Tensor, points: Tensor, rgb: Tensor, *, lim: float, dot: int = 1) -> Tensor:
+    """Draw ``(N, 2)`` points into ``img`` ``(3, S, S)`` (in place) as ``dot x dot`` squares;
+    the square ``[-lim, lim]^2`` fills the image, y up. ``rgb`` is one colour ``(3,)`` or one
+    per point ``(3, N)``."""
+    size = img.shape[-1]
+    ij = ((points.float().clamp(-lim, lim) / lim + 1) / 2 * (size - dot)).round().long()  # (N, 2)
+    col, row = ij[:, 0], (size - dot) - ij[:, 1]
+    rgb = rgb.view(3, 1) if rgb.dim() == 1 else rgb
+    for di in range(dot):
+        for dj in range(dot):
+            img[:, row + di, col + dj] = rgb
+    return img
+
+
 def scatter_image(points: Tensor, real: Tensor | None = None, size: int = 256, lim: float | None = None) -> Tensor:
     """Rasterise 2-D points into a ``(3, size, size)`` image in [0, 1]: real grey, fake red."""
     pts = [p.float() for p in (real, points) if p is not None]
@@ -26,12 +48,8 @@ def scatter_image(points: Tensor, real: Tensor | None = None, size: int = 256, l
         lim = max(float(torch.cat(pts).abs().max()) * 1.1, 1e-3)
     img = torch.ones(3, size, size)
     for p, colour in ((real, (0.6, 0.6, 0.6)), (points, (0.85, 0.1, 0.1))):
-        if p is None:
-            continue
-        ij = ((p.float().clamp(-lim, lim) / lim + 1) / 2 * (size - 1)).round().long()
-        col, row = ij[:, 0], (size - 1) - ij[:, 1]
-        for c in range(3):
-            img[c, row, col] = colour[c]
+        if p is not None:
+            draw_points(img, p, torch.tensor(colour), lim=lim)
     return img
 
 

@@ -53,8 +53,6 @@ def find_weights(path: str | Path | None = None) -> Path:
     return p
 
 
-check_weights = find_weights  # the old name
-
 
 def _to_uint8_rgb(x: Tensor) -> Tensor:
     x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, C, H, W) uint8

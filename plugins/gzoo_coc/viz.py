@@ -9,7 +9,6 @@ image size by nearest-neighbour. Built with torch and torchvision only (no matpl
 
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gzoo.errors import UsageError
+from gzoo.imaging import palette
 
 from .cluster import ContextCluster, cluster_map, recording
-
-
-def palette(k: int) -> Tensor:
-    """``k`` distinct colours ``(k, 3)`` in [0, 1] (golden-ratio hues)."""
-    cols = [colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95) for i in range(k)]
-    return torch.tensor(cols, dtype=torch.float32)
 
 
 def has_context_clusters(model: Any) -> bool:
@@ -34,7 +28,7 @@ def has_context_clusters(model: Any) -> bool:
 
 def colour_clusters(ids: Tensor, size: int) -> Tensor:
     """Cluster ids ``(n, h, w)`` -> colours ``(n, 3, size, size)``."""
-    col = palette(int(ids.max()) + 1)[ids.cpu()].permute(0, 3, 1, 2)  # (n, 3, h, w)
+    col = palette(int(ids.max()) + 1, saturation=0.65, values=(0.95,))[ids.cpu()].permute(0, 3, 1, 2)  # (n, 3, h, w)
     return F.interpolate(col, size=(size, size), mode="nearest")
 
 

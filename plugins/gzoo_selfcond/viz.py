@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,15 @@ import torch
 from torch import Tensor
 
 from gzoo.errors import UsageError
+from gzoo.imaging import draw_points, palette
 from gzoo.run import generate
-
-
-def palette(k: int) -> Tensor:
-    """``k`` distinct colours ``(k, 3)`` in [0, 1] (golden-ratio hues, two brightness levels)."""
-    cols = [colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.8, 0.9 if i % 2 else 0.65) for i in range(k)]
-    return torch.tensor(cols, dtype=torch.float32)
 
 
 def scatter_by_label(points: Tensor, labels: Tensor, colours: Tensor, *, lim: float, size: int = 320,
                      dot: int = 2) -> Tensor:
     """Rasterise ``(N, 2)`` points into a ``(3, size, size)`` white image, point ``i`` drawn as a
     ``dot x dot`` square of colour ``colours[labels[i]]``; the square ``[-lim, lim]^2`` fills it."""
-    img = torch.ones(3, size, size)
-    ij = ((points.float().clamp(-lim, lim) / lim + 1) / 2 * (size - dot)).round().long()  # (N, 2)
-    col, row = ij[:, 0], (size - dot) - ij[:, 1]
-    rgb = colours[labels.long()].T  # (3, N)
-    for di in range(dot):
-        for dj in range(dot):
-            img[:, row + di, col + dj] = rgb
-    return img
+    return draw_points(torch.ones(3, size, size), points, colours[labels.long()].T, lim=lim, dot=dot)
 
 
 def _generator(run: Any) -> Any:
