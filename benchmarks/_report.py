@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+IMAGES = ROOT / "docs" / "benchmarks"  #: pictures linked from docs/benchmarks.md
 HEADER = (
     "# Benchmarks\n\n"
     "Every table below is written by a script in `benchmarks/`; the command that produced it\n"
@@ -64,3 +65,18 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
     print(f"wrote section {name!r} of {path}")
+
+
+def publish_picture(src: str | Path, name: str, alt: str = "") -> str:
+    """Copy ``src`` to ``docs/benchmarks/<name>`` and return its markdown image link. A PNG whose
+    three channels are equal is stored as 8-bit grayscale (a third of the bytes)."""
+    from PIL import Image, ImageChops
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    im = Image.open(src)
+    if im.mode == "RGB":
+        r, g, b = im.split()
+        if ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(r, b).getbbox() is None:
+            im = r
+    im.save(IMAGES / name, optimize=True)
+    return f"![{alt or name}](benchmarks/{name})"

@@ -21,7 +21,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
 import argparse  # noqa: E402
-import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -31,7 +30,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command_line, markdown_table, write_section  # noqa: E402
+from _report import command_line, markdown_table, publish_picture, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.evaluation import evaluate_generator  # noqa: E402
@@ -39,7 +38,6 @@ from gzoo.run import count_parameters  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
 MODELS = {"CoC-GAN (cocgan + coc)": ("cocgan", "coc"), "DCGAN (dcgan + dcgan)": ("dcgan", "dcgan")}
-IMAGES = ROOT / "docs" / "benchmarks"
 METRICS = ["fid_lenet", "kid_lenet", "precision", "recall", "coverage", "is_lenet", "class_coverage"]
 
 
@@ -91,10 +89,7 @@ def main() -> None:
         (trainer.run_dir / "samples").mkdir(exist_ok=True)
         grid = trainer.write_samples()
         if not args.no_write:  # the sample grid, beside the table
-            IMAGES.mkdir(parents=True, exist_ok=True)
-            name = f"coc-vs-dcgan-{trainer.config.gen}.png"
-            shutil.copy(grid, IMAGES / name)
-            pictures.append(f"![{label}](benchmarks/{name})")
+            pictures.append(publish_picture(grid, f"coc-vs-dcgan-{trainer.config.gen}.png", label))
         res = evaluate_generator(trainer.generate, args.data, n=args.n_eval, seed=args.seed, progress=False)
         results[label] = res
         steady = times[label][1:] or times[label]  # the first step pays for allocations

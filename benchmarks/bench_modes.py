@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command_line, markdown_table, mean_std, write_section  # noqa: E402
+from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-IMAGES = ROOT / "docs" / "benchmarks"
 
 #: PacGAN (Lin et al. 2018, Table 2), as quoted by the self-conditioned GAN paper (Table 1).
 PUBLISHED = {
@@ -136,11 +135,7 @@ def stacked_jobs(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
 
 def _copy_picture(rows: list[dict[str, Any]], name: str) -> str:
     pic = next((r["picture"] for r in rows if "picture" in r), None)
-    if pic is None:
-        return ""
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(pic, IMAGES / name)
-    return f"![{name}](benchmarks/{name})"
+    return publish_picture(pic, name) if pic is not None else ""
 
 
 def _reached(ok: bool) -> str:

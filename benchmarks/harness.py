@@ -32,15 +32,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command_line, markdown_table, mean_std, write_section  # noqa: E402
+from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
-from gzoo.evaluation import evaluate_generator, metric_names  # noqa: E402
+from gzoo.evaluation import MIXTURE_METRICS, evaluate_generator, metric_names  # noqa: E402
 from gzoo.run import count_parameters  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-IMAGES = ROOT / "docs" / "benchmarks"
 
 
 @dataclass
@@ -146,27 +145,13 @@ def summarise(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[list[str]
 
 def copy_grids(rows: list[dict[str, Any]], section: str) -> list[str]:
     """Copy the first seed's sample grid of each combo under docs/benchmarks/; markdown image links."""
-    IMAGES.mkdir(parents=True, exist_ok=True)
     links = []
     for r in rows:
         if r["seed"] != min(x["seed"] for x in rows if x["combo"] == r["combo"]) or not Path(r["grid"]).exists():
             continue
         name = f"{section}-" + "".join(ch if ch.isalnum() else "-" for ch in r["combo"]).strip("-") + ".png"
-        small_png(Path(r["grid"]), IMAGES / name)
-        links.append(f"![{r['combo']}](benchmarks/{name})")
+        links.append(publish_picture(r["grid"], name, r["combo"]))
     return links
-
-
-def small_png(src: Path, dst: Path) -> None:
-    """Copy a sample grid, as 8-bit grayscale when its channels are equal (a third of the bytes)."""
-    from PIL import Image, ImageChops
-
-    im = Image.open(src)
-    if im.mode == "RGB":
-        r, g, b = im.split()
-        if ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(r, b).getbbox() is None:
-            im = r
-    im.save(dst, optimize=True)
 
 
 def report(section: str, rows: list[dict[str, Any]], *, title: str, notes: str = "",
@@ -204,9 +189,9 @@ def main() -> None:
     combos = [Combo(g, d, loss, regs, opt) for g, d in pairs for loss, regs, opt in parse_losses(args.losses)]
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
-    from gzoo.metrics.features import get_classifier
+    from gzoo.metrics.features import base_dataset, get_classifier
 
-    clf = get_classifier(args.data.removeprefix("stacked-"), 28) if args.data not in ("ring", "grid") else None
+    clf = None if metric_names(args.data) is MIXTURE_METRICS else get_classifier(base_dataset(args.data), 28)
     rows = run_grid(combos, args.data, seeds, args.steps, args.batch_size, args.n_eval, Path(args.workdir))
     minutes = (time.perf_counter() - t0) / 60
     acc = f" (its test accuracy: {clf.accuracy:.3f})" if clf is not None else ""
