@@ -16,6 +16,9 @@ trainer samples indices itself, so data order is seeded and resumable.
                        25 modes at {-4,-2,0,2,4}^2 (sigma 0.05).
 ``stacked-<name>``     three random images of ``<name>`` as RGB channels: 1,000 modes.
 =====================  =====================================================================
+
+Data files never run code: CIFAR-10's pickled batches are read with :func:`safe_unpickle`
+(numpy arrays only), and nothing is downloaded unless ``download=True`` is passed.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -109,6 +113,13 @@ def _check_resolution(resolution: int) -> None:
         raise UsageError(f"resolution must be an integer >= 4, got {resolution!r}")
 
 
+def _check_download(download: Any) -> bool:
+    """Only an explicit ``download=True`` downloads."""
+    if not isinstance(download, bool):
+        raise UsageError(f"download must be true or false, got {download!r}")
+    return download
+
+
 # -- digits ---------------------------------------------------------------------------------
 
 
@@ -172,7 +183,7 @@ def _mnist_like(
     # an explicit root is the only place searched: a wrong root must not silently load other files
     dirs = [base, base / cls_name / "raw", *([] if root else extra_dirs)]
     found = _find_idx(dirs, split)
-    if found is None and download:
+    if found is None and _check_download(download):
         import torchvision
 
         try:
@@ -206,18 +217,123 @@ def mnist(*, root: str = "", resolution: int = 28, split: str = "train", downloa
 
 
 CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+CIFAR_PIXELS = 3 * 32 * 32
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that :func:`safe_unpickle` refuses (``.refused``: ``module.name``)."""
+
+    def __init__(self, refused: str):
+        super().__init__(f"refused global {refused}")
+        self.refused = refused
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """``numpy._core.<module>.<name>`` (numpy 2), else ``numpy.core.<module>.<name>`` (numpy 1)."""
+    import importlib
+
+    for package in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise UnsafePickleError(f"numpy.core.{module}.{name}")  # not in this numpy: refuse, never guess
+
+
+def _latin1_encode(obj: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes``: latin-1 only."""
+    codec = encoding.lower().replace("-", "").replace("_", "") if isinstance(encoding, str) else ""
+    if not isinstance(obj, str) or codec not in ("latin1", "iso88591"):
+        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r}")
+    return obj.encode("latin1")
+
+
+#: every global a pickle may name: what numpy arrays (protocols 2-5, numpy 1 and 2) need.
+_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1_encode,
+    **{(f"{pkg}.multiarray", name): (lambda name=name: _numpy_global("multiarray", name))
+       for pkg in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")},
+    **{(f"{pkg}.numeric", "_frombuffer"): (lambda: _numpy_global("numeric", "_frombuffer"))
+       for pkg in ("numpy.core", "numpy._core")},
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain containers, strings, numbers and numpy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        resolve = _PICKLE_GLOBALS.get((module, name))
+        if resolve is None:
+            raise UnsafePickleError(f"{module}.{name}")
+        return resolve()
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError("a persistent id")
+
+
+def safe_unpickle(fileobj: BinaryIO, *, encoding: str = "latin1") -> Any:
+    """Read one pickle from ``fileobj`` without ever running code from it.
+
+    This is the only way gzoo reads pickles (never ``pickle.load``). Only dicts, lists,
+    tuples, strings, bytes, numbers and numpy arrays/scalars/dtypes of any protocol can be
+    rebuilt: any other global the pickle names (``builtins.open``, ``os.system``, a class
+    with ``__reduce__``...) raises :class:`UnsafePickleError` before it is called.
+    ``encoding="latin1"`` reads Python 2 pickles (CIFAR-10's) with their byte strings intact.
+    """
+    return _RestrictedUnpickler(fileobj, encoding=encoding).load()
+
+
+def _not_a_batch(path: Path, why: str) -> UsageError:
+    return UsageError(f"{path} is not a CIFAR-10 python batch ({why}); "
+                      "replace it with the original file from cifar-10-python.tar.gz")
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: ``(N, 3, 32, 32)`` uint8 images and ``(N,)`` int64 labels.
+
+    Read with :func:`safe_unpickle` and checked: a dict with ``data`` (N x 3072 integers in
+    [0, 255]) and ``labels`` (or ``fine_labels``) of N integers in [0, 9].
+    """
+    try:
+        with open(path, "rb") as f:
+            batch = safe_unpickle(f, encoding="latin1")
+    except UnsafePickleError as exc:
+        raise UsageError(
+            f"refusing to read {path}: the pickle names {exc.refused}, which a CIFAR-10 python batch "
+            "never does (pickles can run code; gzoo only rebuilds numpy arrays)"
+        ) from None
+    except OSError as exc:
+        raise DatasetNotFoundError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # truncated, garbage, too deeply nested...
+        raise _not_a_batch(path, f"unreadable pickle: {type(exc).__name__}") from None
+    if not isinstance(batch, dict):
+        raise _not_a_batch(path, f"holds a {type(batch).__name__}, not a dict")
+    data = batch.get("data")
+    if not isinstance(data, np.ndarray):
+        what = "no 'data' array" if data is None else f"'data' is a {type(data).__name__}, not an array"
+        raise _not_a_batch(path, what)
+    if data.dtype.kind not in "iu":
+        raise _not_a_batch(path, f"'data' has dtype {data.dtype}, not integers")
+    n = data.shape[0] if data.ndim else 0
+    if data.ndim not in (2, 4) or data[:1].size != CIFAR_PIXELS:
+        raise _not_a_batch(path, f"'data' has shape {data.shape}, not (N, {CIFAR_PIXELS})")
+    if data.size and (int(data.min()) < 0 or int(data.max()) > 255):
+        raise _not_a_batch(path, "'data' holds values outside 0-255")
+    key = "labels" if "labels" in batch else "fine_labels"
+    raw = batch.get(key)
+    labels = np.asarray(raw) if isinstance(raw, list | tuple | np.ndarray) else None
+    if labels is None or labels.dtype.kind not in "iu" or labels.shape != (n,):
+        raise _not_a_batch(path, f"'labels' is not a list of {n} integers")
+    if n and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        raise _not_a_batch(path, "'labels' holds values outside 0-9")
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read CIFAR-10's python batches (the files torchvision downloads)."""
-    import pickle
-
-    xs, ys = [], []
-    for name in CIFAR_FILES[split]:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64))
+    """Read CIFAR-10's python batches of ``split`` (the files torchvision downloads), safely."""
+    xs, ys = zip(*(read_cifar_batch(folder / name) for name in CIFAR_FILES[split]), strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -227,11 +343,14 @@ def cifar10(*, root: str = "", resolution: int = 32, split: str = "train", downl
     _check_resolution(resolution)
     base = data_root(root)
     folder = base / "cifar-10-batches-py"
-    if not all((folder / n).is_file() for n in CIFAR_FILES[split]) and download:
-        import torchvision
+    if not all((folder / n).is_file() for n in CIFAR_FILES[split]) and _check_download(download):
+        from torchvision.datasets import CIFAR10
+        from torchvision.datasets.utils import download_and_extract_archive
 
-        try:
-            torchvision.datasets.CIFAR10(str(base), train=split == "train", download=True)
+        try:  # the archive's MD5 is checked; torchvision's loader (plain pickle.load) is never used
+            download_and_extract_archive(
+                CIFAR10.url, str(base), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+            )
         except Exception as exc:
             raise DatasetNotFoundError(f"could not download cifar10 into {base}: {exc}") from None
     if not all((folder / n).is_file() for n in CIFAR_FILES[split]):
@@ -266,6 +385,7 @@ class FolderDataset(GanDataset):
             self.ds = torchvision.datasets.ImageFolder(str(path), transform=T.Compose(tf))
         except (FileNotFoundError, RuntimeError) as exc:
             raise DatasetNotFoundError(f"no images found in {path}: {exc}") from None
+        check_images(path, [p for p, _ in self.ds.samples])
         self.name = "folder"
         self.image_shape = (channels, resolution, resolution)
         self.num_classes = len(self.ds.classes)
@@ -278,6 +398,38 @@ class FolderDataset(GanDataset):
 
     def labels(self) -> Tensor:
         return torch.tensor(self.ds.targets, dtype=torch.long)
+
+
+def _image_error(path: str, exc: Exception) -> str:
+    """Why PIL cannot read ``path``, without repeating the path."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "cannot identify image file"
+    lines = str(exc).replace(repr(path), "").replace(path, "").strip().splitlines()
+    return (lines[0].strip(" :") if lines else "") or type(exc).__name__
+
+
+def check_images(root: Path, paths: list[str], *, show: int = 2) -> None:
+    """Check every image with PIL's ``verify``; one :class:`UsageError` lists unreadable ones.
+
+    ImageFolder decodes lazily, so without this a corrupt file would stop training at some
+    later step. ``verify`` reads headers and chunk checksums without decoding pixels.
+    """
+    from PIL import Image
+
+    bad: list[tuple[str, str]] = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except Exception as exc:  # PIL raises many types for broken files
+            bad.append((p, _image_error(p, exc)))
+    if bad:
+        shown = ", ".join(f"{os.path.relpath(p, root)}: {why}" for p, why in bad[:show])
+        more = f", and {len(bad) - show} more" if len(bad) > show else ""
+        raise UsageError(f"{len(bad)} of {len(paths)} images under {root} cannot be read "
+                         f"({shown}{more}); remove or fix them")
 
 
 def folder(*, root: str = "", resolution: int = 32, channels: int = 3) -> FolderDataset:

@@ -42,6 +42,8 @@ MIXTURE_METRICS = ["modes", "high_quality", "reverse_kl"]
 STACKED_METRICS = ["fid_lenet", "kid_lenet", "precision", "recall", "density", "coverage", "modes", "reverse_kl"]
 INCEPTION_METRICS = ["fid_inception", "kid_inception"]
 PRDC = ("precision", "recall", "density", "coverage")
+#: metrics that compare the samples with a real set of the same size (at most the dataset's)
+REAL_SET_METRICS = ("fid_lenet", "kid_lenet", *PRDC, *INCEPTION_METRICS)
 
 
 def metric_names(dataset: str) -> list[str]:
@@ -76,6 +78,75 @@ def _selected(dataset: str, metrics: Iterable[str] | None) -> list[str]:
     if bad:
         raise UsageError(f"metric(s) {', '.join(map(repr, bad))} not measured on {dataset!r}; valid: {', '.join(valid)}")
     return metrics
+
+
+def _num_modes(dataset: str) -> int:
+    from .datasets import MIXTURES
+
+    return len(MIXTURES[dataset][0]()) if dataset in MIXTURES else 1000  # stacked: 10^3 triples
+
+
+def min_samples(dataset: str, metrics: Iterable[str] | None = None) -> tuple[int, str]:
+    """The fewest samples (generated, and real) from which ``metrics`` of ``dataset`` are
+    computable, and why: ``(n, reason)``.
+
+    * precision/recall/density/coverage: each sample's k-th nearest neighbour among the others
+      of its set (k = 5 for density/coverage), so k + 1 samples per set;
+    * FID and KID: a covariance / an unbiased MMD estimate, so 2 samples per set;
+    * ``modes`` and ``reverse_kl``: one sample per mode (8 for ``ring``, 25 for ``grid``, 1000 for
+      stacked datasets), else even a perfect generator could not recover every mode.
+    """
+    from .metrics.image import prdc
+
+    defaults = inspect.signature(prdc).parameters
+    k = max(defaults["k_pr"].default, defaults["k_dc"].default)
+    prdc_why = f"precision/recall/density/coverage use each sample's {k} nearest neighbours among the others"
+    needs: dict[str, tuple[int, str]] = {
+        **dict.fromkeys(PRDC, (k + 1, prdc_why)),
+        **dict.fromkeys(("fid_lenet", "fid_inception"), (2, "FID fits a covariance")),
+        **dict.fromkeys(("kid_lenet", "kid_inception"), (2, "KID's unbiased estimate needs 2 samples per set")),
+    }
+    if dataset.startswith("stacked-") or metric_names(dataset) is MIXTURE_METRICS:
+        modes = _num_modes(dataset)
+        modes_why = f"modes and reverse_kl need a sample per mode, and {dataset!r} has {modes}"
+        needs.update(dict.fromkeys(("modes", "reverse_kl"), (modes, modes_why)))
+    chosen = [needs.get(m, (1, "")) for m in _selected(dataset, metrics)]
+    n = max((c[0] for c in chosen), default=1)
+    return n, "; ".join(dict.fromkeys(why for need, why in chosen if need == n and why))
+
+
+def check_sample_count(
+    n: int, dataset: str, metrics: Iterable[str] | None = None, *, what: str = "evaluation", flag: str = "n"
+) -> None:
+    """A one-line :class:`UsageError` when ``n`` samples are too few (see :func:`min_samples`)."""
+    need, why = min_samples(dataset, metrics)
+    if n < need:
+        raise UsageError(f"{what} needs {flag} >= {need} for {dataset!r} ({why}); got {n}")
+
+
+def check_evaluable(data: Any, config: Any) -> None:
+    """Refuse, before training, periodic evaluation (``--eval-every``) that would fail at its first
+    evaluation: an unknown ``--eval-metric``, too small an ``--eval-n`` or real dataset (see
+    :func:`min_samples`), or images the feature classifier cannot measure (no labels, a size
+    outside its range)."""
+    from .metrics.features import MAX_RESOLUTION, MIN_RESOLUTION
+
+    name = config.data
+    valid = metric_names(name)
+    if config.eval_metric not in valid:
+        raise UsageError(f"--eval-metric {config.eval_metric!r} is not measured on {name!r}; valid: {', '.join(valid)}")
+    check_sample_count(config.eval_n, name, what="periodic evaluation", flag="--eval-n")
+    if metric_names(name) is MIXTURE_METRICS:
+        return
+    need, why = min_samples(name, [m for m in valid if m in REAL_SET_METRICS])
+    if len(data) < need:
+        raise UsageError(f"periodic evaluation needs {need} real images of {name!r} ({why}); it has {len(data)}")
+    if len(data.image_shape) != 3 or not MIN_RESOLUTION <= data.image_shape[-1] <= MAX_RESOLUTION:
+        raise UsageError(f"periodic evaluation measures {MIN_RESOLUTION}-{MAX_RESOLUTION} px images with "
+                         f"gzoo's feature classifier; {name!r} has shape {tuple(data.image_shape)}")
+    if not data.num_classes or data.labels() is None:
+        raise UsageError(f"periodic evaluation trains gzoo's feature classifier on the labels of {name!r}, "
+                         "which has none: drop --eval-every")
 
 
 class _StackedFeatures:
@@ -118,6 +189,7 @@ def evaluate_samples(
 
     want = _selected(dataset, metrics)
     want_inception = bool(inception_weights) or any(m in INCEPTION_METRICS for m in want)
+    check_sample_count(len(samples), dataset, want)
     if want_inception:
         from .metrics.inception import find_weights
 
@@ -136,6 +208,10 @@ def evaluate_samples(
     real_ds = registry.create("dataset", dataset, **data_opt, resolution=resolution)
     if tuple(real_ds.image_shape) != tuple(samples.shape[1:]):
         raise UsageError(f"samples of shape {tuple(samples.shape[1:])} do not match {dataset!r} {tuple(real_ds.image_shape)}")
+    need, why = min_samples(dataset, [m for m in want if m in REAL_SET_METRICS])
+    if len(real_ds) < need:
+        raise UsageError(f"dataset {dataset!r} has {len(real_ds)} images, but the metrics need {need} "
+                         f"real ones ({why})")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(real_ds), generator=g)[: min(n, len(real_ds))]
     real, _ = real_ds.get_batch(idx)  # (n_real, C, H, W)
@@ -229,7 +305,7 @@ def evaluate_run(
 
         find_weights(inception_weights)  # fail before generating anything
     run = load_run(run_dir, which)
-    _selected(run.config.data, metrics)
+    check_sample_count(n, run.config.data, metrics, what="gzoo eval", flag="--n")  # before generating
     t0 = time.perf_counter()
     samples = run.generate(n, ema=ema, seed=seed)
     results = evaluate_samples(samples, run.config.data, metrics=metrics, data_opt=run.config.data_opt, seed=seed,
@@ -275,10 +351,8 @@ _EMPTY = {"best": None, "best_step": None, "metric": None}
 @hookimpl
 def gzoo_train_start(trainer: Any) -> None:
     c = trainer.config
-    if c.eval_every and c.eval_metric not in metric_names(c.data):
-        raise UsageError(
-            f"--eval-metric {c.eval_metric!r} is not measured on {c.data!r}; valid: {', '.join(metric_names(c.data))}"
-        )
+    if c.eval_every:
+        check_evaluable(trainer.data, c)  # the trainer's preflight does too; here for any trainer
     trainer.plugin_state.setdefault("evaluation", dict(_EMPTY))
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 
 import pytest
 import torch
 
 import gzoo
 from gzoo.config import RunConfig
+from gzoo.datasets import TensorGanDataset
 from gzoo.errors import UsageError
 from gzoo.evaluation import (
     IMAGE_METRICS,
@@ -19,6 +21,8 @@ from gzoo.evaluation import (
     evaluate_run,
     evaluate_samples,
     format_table,
+    metric_names,
+    min_samples,
 )
 from gzoo.metrics import features as feat
 from gzoo.run import load_checkpoint
@@ -103,9 +107,9 @@ def test_evaluate_generator_on_points_reports_modes():
 
 def test_evaluate_stacked_reports_modes_and_image_metrics():
     data = gzoo.create("dataset", "stacked-digits", resolution=16)
-    res = evaluate_generator(data.get_batch(torch.arange(500))[0], "stacked-digits", 16, n=500, progress=False)
+    res = evaluate_generator(data.get_batch(torch.arange(1000))[0], "stacked-digits", 16, n=1000, progress=False)
     assert {"fid_lenet", "kid_lenet", "precision", "recall", "density", "coverage", "modes", "reverse_kl"} <= set(res)
-    assert "is_lenet" not in res and res["num_modes"] == 1000 and 0 < res["modes"] <= 500
+    assert "is_lenet" not in res and res["num_modes"] == 1000 and 0 < res["modes"] <= 1000
 
 
 def test_eval_of_a_2d_run_reports_modes(cli, tmp_path):
@@ -160,6 +164,104 @@ def test_evaluate_samples_checks_shapes_and_metric_names():
         evaluate_samples(torch.zeros(10, 1, 28, 28), "digits", metrics=["fid"])
     with pytest.raises(UsageError, match="not measured on 'ring'"):
         evaluate_samples(torch.zeros(10, 2), "ring", metrics=["fid_inception"])
+
+
+# -- the fewest samples the metrics can be computed from ------------------------------------------
+
+CLI_RUNS = {
+    "digits": ["--gen", "dcgan", "--disc", "dcgan", "--data", "digits", "--gen-opt", "ch=8", "--disc-opt", "ch=8"],
+    "ring": ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--gen-opt", "hidden=16", "--disc-opt", "hidden=16"],
+}
+
+
+@pytest.mark.parametrize("data,minimum,why", [
+    ("digits", 6, "precision/recall/density/coverage use each sample's 5 nearest neighbours among the others"),
+    ("ring", 8, "modes and reverse_kl need a sample per mode, and 'ring' has 8"),
+])
+def test_eval_with_too_few_samples_is_one_line_exit_2(cli, tmp_path, data, minimum, why):
+    run = tmp_path / "r"
+    r = cli("run", *CLI_RUNS[data], "--steps", "1", "--batch-size", "8", "--sample-every", "0", "--quiet",
+            "--out", run)
+    assert r.exit_code == 0, r.output
+    for n in ("5", str(minimum - 1)):
+        r = cli("eval", "--run", run, "--n", n)
+        assert r.exit_code == 2 and "Traceback" not in r.output and r.stdout == ""
+        assert r.stderr.splitlines() == [f"Error: gzoo eval needs --n >= {minimum} for {data!r} ({why}); got {n}"]
+    assert not (run / "eval.json").exists()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="mode metrics from")  # ring: fewer than 2500 samples
+        r = cli("eval", "--run", run, "--n", str(minimum), "--json")  # the minimum itself works
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["n"] == minimum and all(res[m] is not None for m in metric_names(data))
+    if data == "digits":
+        assert res["n_real"] == minimum and all(math.isfinite(res[m]) for m in IMAGE_METRICS)
+
+
+def test_min_samples_depends_on_the_metrics():
+    assert min_samples("digits")[0] == 6 and min_samples("stacked-digits")[0] == 1000
+    assert min_samples("digits", ["fid_lenet", "kid_lenet"]) == (2, "FID fits a covariance; "
+                                                                   "KID's unbiased estimate needs 2 samples per set")
+    assert min_samples("digits", ["is_lenet", "class_coverage"])[0] == 1
+    assert min_samples("stacked-digits", ["fid_lenet", "coverage"])[0] == 6
+    assert min_samples("grid")[0] == 25 and min_samples("ring", ["high_quality"])[0] == 1
+
+
+@pytest.mark.parametrize("data,metrics,minimum", [
+    ("digits", None, 6), ("digits", ["fid_lenet", "kid_lenet"], 2), ("stacked-digits", ["coverage"], 6),
+    ("ring", None, 8), ("grid", None, 25),
+])
+def test_evaluate_samples_works_from_the_minimum(data, metrics, minimum):
+    if data in ("ring", "grid"):
+        from gzoo.datasets import MIXTURES
+
+        x = MIXTURES[data][0]().float().repeat(4, 1)
+    else:
+        x = gzoo.create("dataset", data, resolution=16).get_batch(torch.arange(minimum))[0]
+    with pytest.raises(UsageError, match=rf"needs n >= {minimum} for '{data}'.*; got {minimum - 1}$"):
+        evaluate_samples(x[: minimum - 1], data, metrics=metrics, progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="mode metrics from")
+        res = evaluate_samples(x[:minimum], data, metrics=metrics, progress=False)
+    wanted = metrics or metric_names(data)
+    assert all(math.isfinite(res[m]) for m in wanted), res
+    if data in ("ring", "grid"):
+        assert res["modes"] == minimum and res["reverse_kl"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_too_small_a_real_dataset_is_a_clear_error(register_plugin):
+    class Plugin:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("dataset", "four", lambda *, resolution=8, split="train": TensorGanDataset(
+                torch.zeros(4, 1, resolution, resolution), torch.arange(4), name="four", num_classes=4))
+
+    register_plugin(Plugin(), "four-plugin")
+    with pytest.raises(UsageError, match=r"dataset 'four' has 4 images, but the metrics need 6 real ones \(precision"):
+        evaluate_samples(torch.zeros(10, 1, 8, 8), "four", progress=False)
+
+
+def test_periodic_evaluation_that_cannot_work_is_refused_before_training(tmp_path, register_plugin):
+    class Plugin:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("dataset", "blank", lambda *, resolution=28: TensorGanDataset(
+                torch.zeros(40, 1, resolution, resolution), None, name="blank"))
+
+    register_plugin(Plugin(), "blank-plugin")
+    cases = [
+        (dict(**RING, eval_metric="modes", eval_n=5), r"periodic evaluation needs --eval-n >= 8 for 'ring' .*; got 5$"),
+        (dict(**DIGITS, eval_n=5), r"needs --eval-n >= 6 for 'digits' \(precision/recall.*; got 5$"),
+        (dict(**{**DIGITS, "data": "blank"}, eval_n=10), "labels of 'blank', which has none"),
+        (dict(**{**DIGITS, "gen": "mlp", "disc": "mlp", "gen_opt": {}, "disc_opt": {}, "data_opt": {"resolution": 4}},
+              eval_n=10),
+         r"measures 8-64 px images .*; 'digits' has shape \(1, 4, 4\)"),
+    ]
+    for i, (config, message) in enumerate(cases):
+        out = tmp_path / f"r{i}"
+        with pytest.raises(UsageError, match=message):
+            train(RunConfig(**config, steps=2, eval_every=1, out=str(out)))
+        assert not (out / "checkpoints").exists()
 
 
 def test_format_table_shows_directions():

@@ -7,6 +7,7 @@ steps), into a temporary GZOO_CACHE; nothing here depends on wall-clock time.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.request
 
@@ -189,6 +190,62 @@ def test_classifier_weights_load_safely(monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real_load(*a, **k))
     feat.get_classifier("digits", 8, settings=MICRO, progress=False)
     assert seen == [True]
+
+
+def _corrupt_bytes(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _mismatched_weights(path):
+    torch.save(feat.LeNet(3, 10, 8).state_dict(), path)  # 3-channel weights for a 1-channel net
+
+
+def _bad_json(path):
+    path.write_text('{"num_classes": 10, "test_accuracy"')
+
+
+def _json_without_keys(path):
+    path.write_text(json.dumps({"dataset": "digits"}))
+
+
+@pytest.mark.parametrize("corrupt,which,why", [
+    (_corrupt_bytes, 0, r"\(\w+\)"),
+    (_mismatched_weights, 0, r"\(RuntimeError\)"),
+    (_bad_json, 1, r"\(JSONDecodeError\)"),
+    (_json_without_keys, 1, r"\(num_classes None, expected 10\)"),
+])
+def test_corrupt_classifier_cache_is_rebuilt_with_one_warning(monkeypatch, corrupt, which, why):
+    import warnings
+
+    calls = []
+    real_train = feat.train_classifier
+
+    def counting(train, test, settings, **kw):  # (the code hash, hence the cache name, covers this too)
+        calls.append(train.name)
+        return real_train(train, test, settings, **kw)
+
+    monkeypatch.setattr(feat, "train_classifier", counting)
+    first = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    paths = feat.cache_paths("digits", 8, 1, MICRO)
+    assert calls == ["digits"] and all(p.is_file() for p in paths)
+    good = [p.read_bytes() for p in paths]
+    corrupt(paths[which])
+    assert paths[which].read_bytes() != good[which]
+    with pytest.warns(UserWarning) as record:
+        rebuilt = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    assert len(record) == 1 and len(calls) == 2
+    msg = str(record[0].message)
+    assert "\n" not in msg and str(paths[which]) in msg
+    assert re.search(rf"is corrupt {why}; rebuilding it$", msg), msg
+    # the rebuilt classifier works, and the cache again holds what a fresh training writes
+    x = gzoo.create("dataset", "digits", resolution=8, split="test").x[:5]
+    torch.testing.assert_close(rebuilt.features(x), first.features(x))
+    assert rebuilt.meta["num_classes"] == 10 and json.loads(paths[1].read_text()) == first.meta
+    torch.testing.assert_close(torch.load(paths[0], weights_only=True), first.net.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the next use reads the repaired cache silently
+        feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    assert len(calls) == 2
 
 
 def test_classifier_refuses_points_unlabelled_data_and_odd_sizes(toy_datasets):

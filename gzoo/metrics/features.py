@@ -6,6 +6,8 @@ real training split. It is cached under ``$GZOO_CACHE`` (default ``~/.cache/gzoo
 ``classifiers/<dataset>-r<resolution>-c<channels>-<code hash>.pt`` with a JSON file
 beside it that records its test accuracy. The code hash covers the source of the
 network and of its training function, and the training settings, so changing either retrains.
+A corrupt cache (unreadable JSON or weights, or weights that do not fit) is rebuilt with a
+one-line warning.
 
 * ``features(x)``: the 128-d penultimate layer (FID, KID, precision/recall...).
 * ``probs(x)``: softmax class probabilities (Inception-Score analogue, class histograms).
@@ -20,6 +22,8 @@ import hashlib
 import inspect
 import json
 import os
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +160,12 @@ def get_classifier(
     channels = train.image_shape[0]
     weights, meta_path = cache_paths(dataset, resolution, channels, settings)
     if weights.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        net = LeNet(channels, meta["num_classes"], resolution)
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return Classifier(net, meta)
+        cached = _load_cached(weights, meta_path, channels, resolution, train.num_classes)
+        if isinstance(cached, Classifier):
+            return cached
+        bad, why = cached
+        warnings.warn(f"the feature classifier cache file {bad} is corrupt ({why}); rebuilding it",
+                      stacklevel=2)
     try:
         test = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="test")
     except UsageError:
@@ -170,8 +176,44 @@ def get_classifier(
     from ..run import save_checkpoint  # atomic write
 
     save_checkpoint(net.state_dict(), weights)
-    meta_path.write_text(json.dumps(meta, indent=2))
+    _write_text_atomic(meta_path, json.dumps(meta, indent=2))
     return Classifier(net, meta)
+
+
+def _load_cached(
+    weights: Path, meta_path: Path, channels: int, resolution: int, num_classes: int
+) -> Classifier | tuple[Path, str]:
+    """The cached classifier, or ``(file, what is wrong with it)``."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        return meta_path, type(exc).__name__
+    if not isinstance(meta, dict) or meta.get("num_classes") != num_classes:
+        got = meta.get("num_classes") if isinstance(meta, dict) else type(meta).__name__
+        return meta_path, f"num_classes {got!r}, expected {num_classes}"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net = LeNet(channels, num_classes, resolution)
+        net.load_state_dict(state)
+        classifier = Classifier(net, meta)
+    except Exception as exc:  # truncated zip, unpickling refused, missing or misshapen tensors...
+        return weights, type(exc).__name__
+    if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+        return weights, "non-finite weights"
+    return classifier
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress: bool = True) -> tuple[LeNet, dict]:
