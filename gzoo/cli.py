@@ -9,6 +9,7 @@ checkpoints), 130 after Ctrl-C (a checkpoint is saved first).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def cli() -> None:
     \b
     Try:  gzoo run                      (a small DCGAN on scikit-learn's digits, CPU)
           gzoo list                     (every registered component)
-          gzoo run --gen cocgan --disc coc --loss wgan --reg clip
+          gzoo run --gen cocgan --disc coc --loss wgan
     """
 
 
@@ -91,10 +92,17 @@ def list_cmd(kind: str | None, pattern: str | None, as_json: bool) -> None:
     for s in specs:
         opts = ", ".join(f"{o.name}={o.default!r}" for o in s.options.values())
         name = s.name + (f" ({', '.join(s.aliases)})" if s.aliases else "")
-        table.add_row(s.kind, name, s.plugin, s.summary, opts)
+        table.add_row(*_plain(s.kind, name, s.plugin, s.summary, opts))
     for n, p in presets.items():
-        table.add_row("preset", n, reg.preset_plugins[n], ", ".join(f"{k}={v}" for k, v in p.items()), "")
+        table.add_row(*_plain("preset", n, reg.preset_plugins[n], ", ".join(f"{k}={v}" for k, v in p.items()), ""))
     _console().print(table)
+
+
+def _plain(*cells: str) -> list[str]:
+    """Cells shown as written: plugin text such as ``[int]`` is not rich markup."""
+    from rich.markup import escape
+
+    return [escape(str(c)) for c in cells]
 
 
 def _match(name: str, pattern: str) -> bool:
@@ -120,9 +128,44 @@ def plugins(as_json: bool) -> None:
     for col in ("name", "module", "distribution", "version", "built-in", "components", "status"):
         table.add_column(col, overflow="fold")
     for i in pm.info.values():
-        table.add_row(i.name, i.module, i.dist, i.version, "yes" if i.builtin else "no",
-                      str(len(i.components)), i.error or "ok")
+        table.add_row(*_plain(i.name, i.module, i.dist, i.version, "yes" if i.builtin else "no",
+                              str(len(i.components)), i.error or "ok"))
     _console().print(table)
+
+
+# -- shared options ---------------------------------------------------------------------------------
+
+
+def threads_option(f: Any) -> Any:
+    return click.option(
+        "--threads", type=click.IntRange(min=1), envvar="GZOO_THREADS",
+        help="CPU threads for torch (default: torch's choice, one per core). Lower it when "
+             "several jobs share the machine.",
+    )(f)
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def force_option(f: Any) -> Any:
+    return click.option("--force", is_flag=True, help="Overwrite --out if it exists.")(f)
+
+
+def _check_out(path: Path, force: bool) -> None:
+    """Refuse to destroy a run's checkpoints, and any existing file without --force."""
+    resolved = path.resolve()
+    if resolved.parent.name == "checkpoints" and any(
+        (resolved.parent.parent / f).exists() for f in ("config.yaml", "metrics.jsonl")
+    ):
+        raise click.UsageError(f"--out {path} is inside a run's checkpoints/ folder; write elsewhere")
+    if path.exists() and not force:
+        raise click.UsageError(f"--out {path} exists; pass --force to overwrite it")
+    if path.exists() and path.is_dir():
+        raise click.UsageError(f"--out {path} is a directory")
 
 
 # -- run --------------------------------------------------------------------------------------------
@@ -176,6 +219,7 @@ RUN_FLAGS = {
 @click.option("--eval-n", type=int, help="Samples per periodic evaluation.")
 @click.option("--viz", multiple=True, help="Visualizer to run with every sample grid (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@threads_option
 @click.pass_context
 def run(ctx: click.Context, **kw: Any) -> None:
     """Train a GAN. Every flag is optional: plain `gzoo run` trains a small DCGAN on digits."""
@@ -200,6 +244,7 @@ def run(ctx: click.Context, **kw: Any) -> None:
     if kw["quiet"]:
         flags["progress"] = False
 
+    _set_threads(kw["threads"])
     pm = get_plugin_manager()
     if kw["resume"]:
         if kw["preset"] or kw["config_file"]:
@@ -211,23 +256,31 @@ def run(ctx: click.Context, **kw: Any) -> None:
         _report(resume(kw["resume"], flags, pm=pm), resumed=True)
         return
 
-    config = RunConfig()
+    config, explicit = RunConfig(), set(flags)
     if kw["preset"]:
-        config = config.updated(pm.registry.get_preset(kw["preset"]), source=f"preset {kw['preset']!r}")
+        settings = pm.registry.get_preset(kw["preset"])
+        config, explicit = config.updated(settings, source=f"preset {kw['preset']!r}"), explicit | set(settings)
     if kw["config_file"]:
-        config = config.updated(load_yaml(kw["config_file"]), source=kw["config_file"])
+        settings = load_yaml(kw["config_file"])
+        config, explicit = config.updated(settings, source=kw["config_file"]), explicit | set(settings)
     if kw["reg_opt"]:
         flags["reg_opt"] = _parse_reg_opts(kw["reg_opt"], flags.get("reg", config.reg))
     config = config.updated(flags, source="command line")
 
+    from rich.markup import escape
+
     from .trainer import Trainer
 
-    trainer = Trainer(config, pm=pm)
+    trainer = Trainer(config, pm=pm, explicit={k.replace("-", "_") for k in explicit})
+    config = trainer.config
     err = _console(stderr=True)
+    for note in trainer.notes:  # settings gzoo chose for the user come first
+        err.print(f"[yellow]Note:[/] {escape(note)}")
     err.print(f"[bold]gzoo run[/] {config.gen} + {config.disc}, loss {config.loss}"
               + (f", reg {'+'.join(config.reg)}" if config.reg else "")
+              + (f", {config.optimizer} lr {config.lr:g}")
               + f", data {config.data} {tuple(trainer.image_shape)}, {trainer.total_steps} steps on {trainer.device}"
-              + f" -> {trainer.run_dir}")
+              + f" -> {escape(str(trainer.run_dir))}")
     status = trainer.fit()
     _report(trainer, interrupted=status == "interrupted")
 
@@ -247,21 +300,33 @@ def _report(trainer: Any, *, resumed: bool = False, interrupted: bool = False) -
 # -- sample / eval / viz ------------------------------------------------------------------------------
 
 
+#: the largest sample grid ``gzoo sample --out X.png`` draws (larger: write .npy).
+MAX_GRID = 10000
+
+
 @cli.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
 @click.option("--n", "n", default=64, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output: .png grid, .npy or .pt raw samples.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Output: .png grid, .npy (streamed to disk) or .pt raw samples.")
 @click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights when the run has them.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--label", type=int, help="Class label for every sample (conditional runs).")
 @click.option("--opt", multiple=True, metavar="K=V", help="Generator-specific sampling option (e.g. resolution=128).")
 @click.option("--device", default="cpu", show_default=True, envvar="GZOO_DEVICE")
-def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, label: int | None, opt: tuple[str, ...], device: str) -> None:
-    """Draw samples from a trained run."""
+@force_option
+@threads_option
+def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, label: int | None, opt: tuple[str, ...],
+           device: str, force: bool, threads: int | None) -> None:
+    """Draw samples from a trained run (reads only its checkpoint, never its training data)."""
     path = Path(out)
     if path.suffix not in (".png", ".npy", ".pt"):
         raise click.UsageError(f"--out must end in .png, .npy or .pt, got {path.name!r}")
+    _check_out(path, force)
+    if path.suffix == ".png" and n > MAX_GRID:
+        raise click.UsageError(f"a .png grid holds at most {MAX_GRID} samples, got --n {n}; write .npy for more")
+    _set_threads(threads)
     import torch
 
     from .imaging import save_samples
@@ -275,25 +340,91 @@ def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, lab
         if not 0 <= label < run.num_classes:
             raise click.UsageError(f"--label must be in [0, {run.num_classes - 1}], got {label}")
         y = torch.full((n,), label, dtype=torch.long)
-    options = _parse_kv(opt, "--opt")
     G = run.generator(ema)
-    coerced = {}
-    for k, v in options.items():
-        import yaml
-
-        coerced[k] = yaml.safe_load(v) if k in G.sample_options else v
-    samples = run.generate(n, ema=ema, seed=seed, y=y, **coerced)
+    options = {k: _yaml_scalar(v) if k in G.sample_options else v for k, v in _parse_kv(opt, "--opt").items()}
+    batches = run.generate_batches(n, ema=ema, seed=seed, y=y, **options)
+    first = next(batches)  # (b, *shape): the shape of what G draws with these options
+    _check_size(path, n, first)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".png":
-        real = run.data.get_batch(torch.arange(min(len(run.data), 2500)))[0] if samples.dim() == 2 else None
-        save_samples(samples, path, real)
-    elif path.suffix == ".npy":
-        import numpy as np
-
-        np.save(path, samples.numpy())
+    if path.suffix == ".npy":
+        _stream_npy(path, n, first, batches, run)
     else:
-        torch.save(samples, path)
-    _console(stderr=True).print(f"Wrote {n} samples of shape {tuple(samples.shape[1:])} from step {run.step} to {path}")
+        samples = torch.cat([first, *batches])
+        _check_finite(samples, run)
+        if path.suffix == ".png":
+            save_samples(samples, path)
+        else:
+            torch.save(samples, path)
+    _console(stderr=True).print(f"Wrote {n} samples of shape {tuple(first.shape[1:])} from step {run.step} to {path}")
+
+
+def _yaml_scalar(value: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+def _check_size(path: Path, n: int, first: Any) -> None:
+    """Refuse, saying how much it would take, what does not fit in memory or on disk."""
+    import math
+    import shutil
+
+    need = n * math.prod(first.shape[1:]) * 4  # float32
+    if path.suffix == ".npy":
+        free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+        if need > free:
+            raise click.UsageError(f"--n {n} samples need {_gib(need)} on disk and {path.parent} has {_gib(free)} free")
+        return
+    avail = _available_memory()
+    if avail and need * 2 > avail:  # the samples, plus the grid or the serialised copy
+        raise click.UsageError(
+            f"--n {n} samples need about {_gib(2 * need)} of memory for {path.suffix}, and {_gib(avail)} are "
+            "available; write .npy (streamed to disk) or ask for fewer"
+        )
+
+
+def _stream_npy(path: Path, n: int, first: Any, batches: Any, run: Any) -> None:
+    """Write batches straight into a memory-mapped .npy (the whole set never sits in memory)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *first.shape[1:]))
+    try:
+        pos = 0
+        for b in _chain(first, batches):
+            _check_finite(b, run)
+            arr[pos : pos + len(b)] = b.numpy()
+            pos += len(b)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _check_finite(samples: Any, run: Any) -> None:
+    if not bool(samples.isfinite().all()):
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"the generator of {run.checkpoint_path} draws non-finite values (NaN/inf); "
+                              "its weights are unusable. Try --which best or an earlier checkpoint")
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 @cli.command("eval")
@@ -305,10 +436,13 @@ def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, lab
 @click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="GZOO_INCEPTION_WEIGHTS",
               help="Also compute Inception FID/KID with these local weights (never downloaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None, as_json: bool) -> None:
+@threads_option
+def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None, as_json: bool,
+             threads: int | None) -> None:
     """Evaluate a run with offline metrics (LeNet-feature FID/KID, precision/recall, modes...)."""
     from .evaluation import evaluate_run, format_table
 
+    _set_threads(threads)
     results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed, inception_weights=inception_weights,
                            progress=not as_json)
     if as_json:
@@ -324,12 +458,15 @@ def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_w
 @click.option("--clusters", is_flag=True, help="Per-cluster sample grids of a self-conditioned run (= --what selfcond-clusters).")
 @click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
 @click.option("--opt", multiple=True, metavar="K=V", help="Visualizer option.")
-def viz(run_dir: str, out: str, what: str | None, clusters: bool, which: str, opt: tuple[str, ...]) -> None:
+@force_option
+def viz(run_dir: str, out: str, what: str | None, clusters: bool, which: str, opt: tuple[str, ...],
+        force: bool) -> None:
     """Render a picture of a run: cluster maps of Context Cluster blocks, per-cluster grids..."""
     from .errors import UsageError
     from .plugins import get_plugin_manager
     from .run import load_run
 
+    _check_out(Path(out), force)
     reg = get_plugin_manager().registry
     if clusters:
         if what and what != "selfcond-clusters":
@@ -362,10 +499,20 @@ def _format_warning(message: Any, category: Any, filename: str, lineno: int, lin
     return f"Warning: {message}\n"
 
 
+#: set before torch loads its OpenMP runtime, unless the user chose: busy-waiting worker
+#: threads make two jobs on the same cores many times slower (docs/benchmarks.md, threads).
+THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one-line errors, exit code 2 for usage errors."""
+    """Console-script entry point: one-line errors, exit code 2 for usage errors.
+
+    ``GZOO_DEBUG=1`` prints the traceback behind an error as well.
+    """
     import warnings
 
+    for key, value in THREAD_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     from .errors import GzooError
 
     warnings.formatwarning = _format_warning
@@ -384,11 +531,19 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except GzooError as exc:
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+
+
+def _debug() -> bool:
+    return os.environ.get("GZOO_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,10 @@ class LabelConditioner(Conditioner):
     def fake_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return torch.multinomial(self.probs, n, replacement=True, generator=generator)
 
+    def state_dict(self) -> dict[str, Any]:
+        # what fake_labels draws from: `gzoo sample` uses it without reading the training data
+        return {"label_weights": self.probs}
+
 
 @hookimpl
 def gzoo_register_components(register: Any) -> None:

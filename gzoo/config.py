@@ -8,6 +8,9 @@ explicit command-line flags. A run directory keeps the resolved config in
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,18 +83,15 @@ class RunConfig:
                 raise UnknownNameError(
                     f"{source}: unknown setting {key!r}.{suggest(key, names)} Valid settings: {', '.join(names)}"
                 )
-            if key.endswith("_opt") and isinstance(value, dict):
+            value = _coerce(key, value, source)
+            if key.endswith("_opt"):
                 merged = dict(getattr(new, key))
                 if key == "reg_opt":
                     for rname, opts in value.items():
-                        merged[rname] = {**merged.get(rname, {}), **dict(opts)}
+                        merged[rname] = {**merged.get(rname, {}), **opts}
                 else:
                     merged.update(value)
                 value = merged
-            if key in ("reg", "viz") and isinstance(value, str):
-                value = [value]
-            if key == "betas" and value is not None:
-                value = tuple(float(b) for b in value)
             setattr(new, key, value)
         new.check()
         return new
@@ -105,16 +105,24 @@ class RunConfig:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.epochs is None and (not isinstance(self.steps, int) or self.steps < 0):
             raise UsageError(f"steps must be a non-negative integer, got {self.steps!r}")
-        if self.epochs is not None and self.epochs <= 0:
+        if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
             raise UsageError(f"epochs must be positive, got {self.epochs!r}")
         if not (0.0 <= self.ema < 1.0):
             raise UsageError(f"ema must be in [0, 1), got {self.ema}")
-        if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
-            raise UsageError("learning rates must be positive")
-        if self.grad_clip < 0:
-            raise UsageError(f"grad_clip must be >= 0, got {self.grad_clip}")
-        if len(self.betas) != 2:
-            raise UsageError(f"betas must be two numbers, got {self.betas!r}")
+        for name in ("lr", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{name} must be a positive finite number, got {value!r}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise UsageError(f"grad_clip must be a finite number >= 0, got {self.grad_clip}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise UsageError(f"betas must be two numbers in [0, 1), got {list(self.betas)!r}")
+        for name in ("log_every", "sample_every", "ckpt_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        for name in ("n_samples", "eval_n"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -124,6 +132,70 @@ class RunConfig:
     def default_name(self) -> str:
         cond = f"-{self.cond}" if self.cond else ""
         return f"{self.gen}-{self.disc}-{self.loss}-{self.data}{cond}-s{self.seed}"
+
+
+# -- typed settings -------------------------------------------------------------------------
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _describe(tp: Any) -> str:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        return _describe(next(a for a in args if a is not type(None))) + " or null"
+    if origin is list:
+        return "a list of strings (or one string)"
+    if origin is tuple:
+        return f"a list of {len(args)} numbers"
+    if origin is dict:
+        return "a mapping (KEY: VALUE)"
+    return str(tp)
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """``value`` as the type of setting ``key``, or one clear :class:`UsageError`.
+
+    Config files and presets are YAML, so ``lr: fast`` or ``betas: 0.5`` reach here as a
+    string and a float; they must fail here rather than deep inside the trainer.
+    """
+    tp = _field_types()[key]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    ok, out = True, value
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        out = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        out = [value] if isinstance(value, str) else value
+        ok = isinstance(out, list | tuple) and all(isinstance(v, str) for v in out)
+        out = list(out) if ok else out
+    elif origin is tuple:
+        ok = (isinstance(value, list | tuple) and len(value) == len(args)
+              and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value))
+        out = tuple(float(v) for v in value) if ok else value
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        if ok and key == "reg_opt":
+            ok = all(isinstance(v, dict) for v in value.values())
+    if not ok:
+        raise UsageError(f"{source}: setting {key!r} must be {_describe(_field_types()[key])}, got {value!r}")
+    return out
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -139,5 +211,39 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def save_yaml(config: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def save_yaml(config: RunConfig, path: Path, notes: list[str] | tuple[str, ...] = ()) -> None:
+    """Write ``config`` as YAML; ``notes`` (settings gzoo chose for the user) become comments."""
+    header = "".join(f"# {n}\n" for n in notes)
+    path.write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# -- settings a loss cannot do without -------------------------------------------------------
+
+#: what a Wasserstein loss gets when no Lipschitz constraint is chosen (Arjovsky et al. 2017:
+#: weight clipping at 0.01 and RMSprop; CoC-GAN §4.2 trains its WGAN version the same way).
+WGAN_DEFAULTS = {"reg": "clip", "optimizer": "rmsprop"}
+
+
+def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) -> tuple[RunConfig, list[str]]:
+    """Add what the chosen loss needs and the user left out; returns the config and notes.
+
+    A Wasserstein critic (``loss.wasserstein``) is unbounded without a Lipschitz
+    constraint, and training then diverges or draws noise. When none of ``config.reg`` is
+    one (``Regularizer.lipschitz``: clip, gp, sn), weight clipping is added and, unless the
+    optimizer was chosen (``explicit`` holds the settings the user gave; default: those
+    that differ from :class:`RunConfig`'s defaults), RMSprop, as the WGAN paper does.
+    """
+    if not getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
+        return config, []
+    if any(getattr(registry.get("regularizer", r).factory, "lipschitz", False) for r in config.reg):
+        return config, []
+    if explicit is None:
+        default = RunConfig().to_dict()
+        explicit = {k for k, v in config.to_dict().items() if v != default[k]}
+    changes: dict[str, Any] = {"reg": [*config.reg, WGAN_DEFAULTS["reg"]]}
+    if "optimizer" not in explicit:
+        changes["optimizer"] = WGAN_DEFAULTS["optimizer"]
+    added = ", ".join(f"{k}={v if k != 'reg' else WGAN_DEFAULTS['reg']}" for k, v in changes.items())
+    note = (f"loss {config.loss!r} needs a Lipschitz constraint on D and none was given: gzoo added {added} "
+            "(WGAN paper; CoC-GAN §4.2). Choose one yourself with --reg clip, gp or sn.")
+    return config.updated(changes, source="wgan defaults"), [note]

@@ -42,6 +42,10 @@ class CheckpointError(GzooError):
     """A checkpoint that is missing, corrupt or not gzoo's."""
 
 
+class TrainingError(GzooError):
+    """Training stopped on an unexpected error; what was saved is in the message."""
+
+
 class DivergenceError(GzooError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
@@ -52,3 +56,10 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, shortened: for one-line error reports."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 3] + "..."

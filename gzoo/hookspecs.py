@@ -127,5 +127,6 @@ def gzoo_train_end(trainer: Any, status: str) -> None:
     """After training stops.
 
     :param trainer: the trainer.
-    :param status: ``"finished"``, ``"interrupted"`` or ``"diverged"``.
+    :param status: ``"finished"``, ``"interrupted"``, ``"diverged"`` or ``"failed"`` (an
+        exception; the last finished step was saved where possible).
     """

@@ -221,6 +221,9 @@ class Regularizer:
 
     target: ClassVar[str] = "d"
     has_penalty: ClassVar[bool] = True
+    #: True when the regularizer bounds D's Lipschitz constant (clipping, GP, spectral norm):
+    #: what a Wasserstein critic needs. A ``wasserstein`` loss without one gets ``clip``.
+    lipschitz: ClassVar[bool] = False
 
     def __init__(self, *, weight: float = 1.0, every: int = 1):
         if every < 1:
@@ -279,6 +282,9 @@ class Conditioner:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
+        """Checkpointed state (tensors, numbers, strings, lists, dicts). Put the weights that
+        :meth:`fake_labels` draws from under ``"label_weights"`` (a ``(num_classes,)`` tensor
+        for ``torch.multinomial``): ``gzoo sample`` then draws labels without reading data."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

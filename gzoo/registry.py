@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from torch import nn
 
-from .errors import UnknownNameError, UsageError, suggest
+from .errors import GzooError, UnknownNameError, UsageError, one_line, suggest
 
 KINDS = ("generator", "discriminator", "loss", "regularizer", "block", "dataset", "conditioner", "visualizer")
 
@@ -117,6 +119,11 @@ class ComponentSpec:
                 )
             out[key] = self.options[key].coerce(value, owner=owner)
         return out
+
+
+def plural(kind: str) -> str:
+    """``loss`` -> ``losses``, ``generator`` -> ``generators``."""
+    return kind + ("es" if kind.endswith("s") else "s")
 
 
 def _jsonable(v: Any) -> Any:
@@ -241,7 +248,7 @@ class Registry:
             names = sorted(self._specs[kind]) + sorted(self._aliases[kind])
             raise UnknownNameError(
                 f"unknown {kind} {name!r}.{suggest(name, names)} "
-                f"Valid {kind}s: {', '.join(sorted(self._specs[kind])) or 'none'} (see `gzoo list --kind {kind}`)"
+                f"Valid {plural(kind)}: {', '.join(sorted(self._specs[kind])) or 'none'} (see `gzoo list --kind {kind}`)"
             )
         return spec
 
@@ -276,11 +283,22 @@ class Registry:
         if context.get("num_classes") and not spec.conditional:
             raise UsageError(
                 f"{kind} {name!r} cannot be class-conditioned (it takes no num_classes); "
-                f"conditional {kind}s: {', '.join(s.name for s in self.list(kind) if s.conditional)}"
+                f"conditional {plural(kind)}: {', '.join(s.name for s in self.list(kind) if s.conditional)}"
             )
         context = {k: v for k, v in context.items() if k in spec.context}
         options = spec.validate(kwargs)
-        obj = spec.factory(**context, **options)
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        failed = f"could not build {kind} {name!r}" + (f" with {given}" if given else "")
+        try:
+            with warnings.catch_warnings():  # torch's warning for zero-size layers; reported below
+                warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+                obj = spec.factory(**context, **options)
+        except GzooError:
+            raise
+        except Exception as exc:  # a bad option value the factory itself rejects (ch=-4, ...)
+            raise UsageError(f"{failed}: {type(exc).__name__}: {one_line(exc)}") from exc
+        if isinstance(obj, nn.Module) and any(p.numel() == 0 for p in obj.parameters()):
+            raise UsageError(f"{failed}: it has layers of size 0 (a width or size option is 0)")
         if insert:
             self._insert_blocks(obj, insert, owner=f"{kind} {name!r}")
         return obj

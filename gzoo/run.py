@@ -1,18 +1,21 @@
-"""Building a run's components, checkpoint I/O, and loading a finished run.
+"""Building a run's components, drawing samples, and loading a finished run.
 
 Shared by the trainer (:mod:`gzoo.trainer`) and by ``gzoo sample``/``eval``/``viz``,
-so a run is rebuilt the same way everywhere.
+so a run is rebuilt the same way everywhere. Checkpoint files are read and written by
+:mod:`gzoo.checkpoint` (re-exported here).
 
-Checkpoints are plain dicts of tensors, numbers, strings, lists and dicts, written
-atomically (temp file + rename) and read with ``torch.load(weights_only=True)``: an
-untrusted checkpoint cannot execute code.
+A run directory may come from someone else, so what a loaded run reads is bounded:
+its checkpoint is loaded with ``weights_only=True`` and validated; its config never
+downloads anything (``download`` is dropped from the data options); and sampling draws
+labels from the class weights stored in the checkpoint, so ``gzoo sample`` reads no
+training data at all.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import (  # noqa: F401  (re-exported: ``from gzoo.run import load_checkpoint``)
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    find_checkpoint,
+    load_checkpoint,
+    nonfinite,
+    save_checkpoint,
+)
 from .config import RunConfig
-from .errors import CheckpointError, ShapeError, UsageError
+from .errors import CheckpointError, GzooError, ShapeError, UsageError, one_line
 from .interfaces import Discriminator, Generator
-
-CHECKPOINT_FORMAT = "gzoo-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -63,8 +71,11 @@ def check_shapes(G: Generator, D: Discriminator, image_shape: tuple[int, ...], c
         y = torch.zeros(2, dtype=torch.long) if G.num_classes else None
         try:
             x = G(G.sample_latent(2), y)
-        except (RuntimeError, ValueError) as exc:
-            raise ShapeError(f"generator {config.gen!r} failed on a test batch for data of shape {image_shape}: {exc}") from None
+        except GzooError:
+            raise
+        except Exception as exc:
+            raise ShapeError(f"generator {config.gen!r} failed on a test batch for data of shape {image_shape}: "
+                             f"{one_line(exc)}") from None
         if tuple(x.shape[1:]) != image_shape:
             raise ShapeError(
                 f"generator {config.gen!r} makes samples of shape {tuple(x.shape[1:])}, "
@@ -73,8 +84,11 @@ def check_shapes(G: Generator, D: Discriminator, image_shape: tuple[int, ...], c
         try:
             out = D(x, y)
             feats = D.features(x)
-        except (RuntimeError, ValueError) as exc:
-            raise ShapeError(f"discriminator {config.disc!r} failed on samples of shape {image_shape}: {exc}") from None
+        except GzooError:
+            raise
+        except Exception as exc:
+            raise ShapeError(f"discriminator {config.disc!r} failed on samples of shape {image_shape}: "
+                             f"{one_line(exc)}") from None
         if tuple(out.shape) != (2,):
             raise ShapeError(f"discriminator {config.disc!r} returns logits of shape {tuple(out.shape)}, expected (N,)")
         if feats.dim() != 2:
@@ -83,19 +97,33 @@ def check_shapes(G: Generator, D: Discriminator, image_shape: tuple[int, ...], c
         G.train(was[0]), D.train(was[1])
 
 
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
 def resolve_device(name: str) -> torch.device:
+    """``name`` as a device this machine has, or one clear :class:`UsageError`."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-    return dev
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {name!r}; valid: {DEVICES}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise UsageError(f"device {name!r} is not available: this machine has no CUDA device; use --device cpu or auto")
+        if dev.index is not None and dev.index >= count:
+            raise UsageError(f"device {name!r} is not available: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"device {name!r} is not available on this machine; use --device cpu or auto")
+        return dev
+    raise UsageError(f"cannot train on device {name!r}; valid: {DEVICES}")
 
 
-@torch.no_grad()
 def generate(
     G: Generator,
     n: int,
@@ -111,81 +139,44 @@ def generate(
     Labels come from ``y``, else the conditioner's ``fake_labels`` (class frequencies),
     else uniformly when G is conditional.
     """
-    was = G.training
-    G.eval()
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    try:
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            if y is not None:
-                yb = y[start : start + b]
-            elif G.num_classes and cond is not None:
-                yb = cond.fake_labels(b, generator=g)
-            elif G.num_classes:
-                yb = torch.randint(G.num_classes, (b,), generator=g)
-            else:
-                yb = None
-            z = G.sample_latent(b, generator=g)
-            if options:
-                x = G.sample(b, None if yb is None else yb.to(z.device), generator=g, **options)
-            else:
-                x = G(z, None if yb is None else yb.to(z.device))
-            out.append(x.float().cpu())
-    finally:
-        G.train(was)
+    out = list(generate_batches(G, n, cond=cond, seed=seed, batch_size=batch_size, y=y, **options))
     return torch.cat(out) if out else torch.empty(0)
 
 
-# -- checkpoint I/O ------------------------------------------------------------------------------
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load safely (``weights_only=True``) and check that it is a gzoo checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or unsafe, refusing to load it ({first[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a gzoo checkpoint")
-    if state.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer gzoo (format {state['format_version']}); upgrade gzoo")
-    return state
-
-
-def find_checkpoint(run_dir: Path, which: str = "last") -> Path:
-    run_dir = Path(run_dir)
-    if which in ("last", "best"):
-        if not run_dir.is_dir():
-            raise UsageError(f"run directory {run_dir} does not exist")
-        path = run_dir / "checkpoints" / f"{which}.pt"
-        if not path.is_file():
-            have = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
-            raise CheckpointError(
-                f"no {which!r} checkpoint in {run_dir}; available: {', '.join(have) or 'none (is this a gzoo run directory?)'}"
-            )
-        return path
-    path = Path(which)
-    if not path.is_absolute() and not path.exists():
-        path = run_dir / which
-    return path
+def generate_batches(
+    G: Generator,
+    n: int,
+    *,
+    cond: Any = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    y: Tensor | None = None,
+    **options: Any,
+) -> Iterator[Tensor]:
+    """:func:`generate`, one CPU batch at a time (the same numbers), for output streamed to disk."""
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        if y is not None:
+            yb = y[start : start + b]
+        elif G.num_classes and cond is not None:
+            yb = cond.fake_labels(b, generator=g)
+        elif G.num_classes:
+            yb = torch.randint(G.num_classes, (b,), generator=g)
+        else:
+            yb = None
+        was = G.training
+        G.eval()
+        try:
+            with torch.no_grad():
+                z = G.sample_latent(b, generator=g)
+                if options:
+                    x = G.sample(b, None if yb is None else yb.to(z.device), generator=g, **options)
+                else:
+                    x = G(z, None if yb is None else yb.to(z.device))
+        finally:
+            G.train(was)
+        yield x.float().cpu()
 
 
 # -- loaded runs ---------------------------------------------------------------------------------
@@ -202,7 +193,7 @@ class LoadedRun:
         self.run_dir = Path(run_dir)
         self.checkpoint_path = find_checkpoint(self.run_dir, which)
         self.state = load_checkpoint(self.checkpoint_path)
-        self.config = RunConfig.from_dict(self.state["config"], source=str(self.checkpoint_path))
+        self.config = untrusted_config(self.state["config"], source=str(self.checkpoint_path))
         self.device = resolve_device(device)
         self.step = int(self.state["step"])
         self.image_shape = tuple(self.state["image_shape"])
@@ -217,7 +208,11 @@ class LoadedRun:
                 self.G_ema = copy.deepcopy(self.G)
                 self.G_ema.load_state_dict(self.state["G_ema"])
         except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"checkpoint {self.checkpoint_path} does not match its config: {exc}") from None
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} does not match its config: {one_line(exc)}") from None
+        bad = nonfinite(self.state["G"]) + nonfinite(self.state.get("G_ema") or {})
+        if bad:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} holds non-finite generator weights "
+                                  f"({', '.join(bad[:3])}); it cannot draw samples. Try --which best or an earlier run")
         for m in (self.G, self.D, self.G_ema):
             if m is not None:
                 m.to(self.device).eval()
@@ -247,9 +242,41 @@ class LoadedRun:
     def generator(self, ema: bool = True) -> Generator:
         return self.G_ema if (ema and self.G_ema is not None) else self.G
 
+    @cached_property
+    def labels(self) -> Any:
+        """What draws the generator's labels: the class weights the conditioner stored in the
+        checkpoint (no data read), else the rebuilt conditioner (reads the training data)."""
+        weights = (self.state.get("cond") or {}).get("label_weights")
+        if isinstance(weights, Tensor) and weights.dim() == 1 and len(weights) == self.num_classes:
+            return StoredLabels(weights)
+        return self.cond
+
     def generate(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Tensor:
+        out = list(self.generate_batches(n, ema=ema, seed=seed, **options))
+        return torch.cat(out) if out else torch.empty(0)
+
+    def generate_batches(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Iterator[Tensor]:
         G = self.generator(ema)
-        return generate(G, n, cond=self.cond if G.num_classes else None, seed=seed, **options)
+        needs_labels = G.num_classes and options.get("y") is None
+        return generate_batches(G, n, cond=self.labels if needs_labels else None, seed=seed, **options)
+
+
+class StoredLabels:
+    """Labels drawn like a conditioner's ``fake_labels``, from its stored ``label_weights``."""
+
+    def __init__(self, weights: Tensor):
+        self.weights = weights.double()
+
+    def fake_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+
+
+def untrusted_config(data: dict[str, Any], *, source: str) -> RunConfig:
+    """The config of a checkpoint, which may come from someone else: it never downloads."""
+    config = RunConfig.from_dict(data, source=source)
+    if "download" in config.data_opt:
+        config = dataclasses.replace(config, data_opt={k: v for k, v in config.data_opt.items() if k != "download"})
+    return config
 
 
 def load_run(run_dir: str | Path, which: str = "last", device: str = "cpu") -> LoadedRun:

@@ -26,20 +26,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import RunConfig, save_yaml
-from .errors import DivergenceError, UsageError
-from .imaging import save_samples
-from .plugins import PluginManager, get_plugin_manager
-from .run import (
+from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    build_components,
+    clean_stale_temps,
     find_checkpoint,
-    generate,
     load_checkpoint,
-    resolve_device,
+    nonfinite,
     save_checkpoint,
 )
+from .config import RunConfig, complete_for_loss, save_yaml
+from .errors import DivergenceError, GzooError, TrainingError, UsageError, one_line
+from .imaging import save_samples
+from .plugins import PluginManager, get_plugin_manager
+from .run import build_components, generate, resolve_device, untrusted_config
+from .rundir import RunLock, check_fresh, choose_run_dir, trim_log
 
 #: settings that may change when resuming; everything else must match the checkpoint.
 RESUMABLE = {
@@ -82,10 +83,14 @@ class Trainer:
     """Builds a run from a :class:`RunConfig` and trains it."""
 
     def __init__(self, config: RunConfig, *, run_dir: Path | None = None, resume_state: dict | None = None,
-                 pm: PluginManager | None = None):
-        self.config = config
+                 pm: PluginManager | None = None, explicit: Any = None):
         self.pm = pm or get_plugin_manager()
         self.registry = self.pm.registry
+        #: settings gzoo chose for the user (e.g. clipping for WGAN), announced and saved as comments
+        self.notes: list[str] = []
+        if resume_state is None:  # a resumed run keeps the settings it was started with
+            config, self.notes = complete_for_loss(config, self.registry, explicit)
+        self.config = config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
 
@@ -121,10 +126,33 @@ class Trainer:
         self.step = 0  # G updates done
         self.d_steps = 0  # D updates done
         self.plugin_state: dict[str, Any] = {}
-        self.run_dir = run_dir or make_run_dir(config)
-        self._stop_requested = False
-        self._tb = None
+        self.run_dir = Path(run_dir) if run_dir else choose_run_dir(config.out, config.default_name())
         self._resume_state = resume_state
+        self._tb: Any = None
+        self._stop_requested = False
+        self._saving = False
+        #: where the current step is: "idle" (between steps: state consistent), "inputs" (drawing
+        #: data and latents: undone from ``_snapshot`` on failure) or "update" (weights changing)
+        self._phase = "idle"
+        self._snapshot: dict[str, Any] = {}
+        self.saved_step: int | None = resume_state["step"] if resume_state else None
+        self._preflight()
+
+    def _preflight(self) -> None:
+        """Check before step 1 what would otherwise fail mid-run: visualizer names, that
+        periodic evaluation can measure this data, and the run directory (writable, not in
+        use, holding no other run: checked again under the lock when training starts)."""
+        for name in self.config.viz:
+            self.registry.get("visualizer", name)
+        if self.config.eval_every:
+            from .evaluation import check_evaluable
+
+            check_evaluable(self.data, self.config)
+        if self._resume_state is None and self.run_dir.exists():
+            if not self.run_dir.is_dir():
+                raise UsageError(f"--out {self.run_dir} is a file, not a directory")
+            check_fresh(self.run_dir)
+        RunLock(self.run_dir).acquire().release()  # creates the directory: after every other check
 
     # -- construction helpers ----------------------------------------------------------------
     def _total_steps(self) -> int:
@@ -139,9 +167,20 @@ class Trainer:
         return torch.optim.RMSprop(params, lr=lr)
 
     def _schedule(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        if self.config.cosine:
-            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.total_steps))
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier at ``step``: 1, or the cosine ``(1 + cos(pi t / T)) / 2``.
+
+        ``T`` is the run's current total, read at every step: extending a finished cosine
+        run (``--resume --steps`` larger) stretches the schedule over the new total, so the
+        rate continues from the stretched curve's value at the resume step and decays to 0
+        at the new end, instead of climbing back up as a periodic cosine would.
+        """
+        if not self.config.cosine:
+            return 1.0
+        total = max(1, self.total_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
     # -- the loop ------------------------------------------------------------------------------
     def next_batch(self) -> tuple[Tensor, Tensor]:
@@ -154,12 +193,18 @@ class Trainer:
         return z, y
 
     def train_step(self) -> dict[str, float]:
-        """``n_critic`` discriminator updates, then one generator update."""
+        """``n_critic`` discriminator updates, then one generator update.
+
+        The step's data is read first, while nothing has changed yet: a batch that cannot be
+        read (a corrupt image) leaves the run at the previous step, which is then saved.
+        """
         c, G, D, hook = self.config, self.G, self.D, self.pm.hook
+        self._snapshot = self._rng_state()
+        self._phase = "inputs"
+        batches = [self.next_batch() for _ in range(c.n_critic)]
         losses: dict[str, float] = {}
-        for _ in range(c.n_critic):
+        for x, y in batches:
             hook.gzoo_before_d_step(trainer=self, step=self.step)
-            x, y = self.next_batch()
             y_real = self.cond.real_labels(x, y) if self.cond else None
             z, y_fake = self.latents(x.shape[0])
             with torch.no_grad():
@@ -177,6 +222,7 @@ class Trainer:
             total.backward()
             if c.grad_clip:
                 torch.nn.utils.clip_grad_norm_(D.parameters(), c.grad_clip)
+            self._phase = "update"
             self.opt_D.step()
             for reg in self.regs.values():
                 reg.after_d_step(D)
@@ -209,31 +255,62 @@ class Trainer:
         self.sched_G.step()
         self.sched_D.step()
         self.step += 1
+        self._phase = "idle"
         hook.gzoo_after_g_step(trainer=self, step=self.step, losses=dict(losses))
         return losses
+
+    def _rng_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "z": self.z_gen.get_state(), "torch": torch.get_rng_state()}
+
+    def _undo_inputs(self) -> None:
+        """Return to the start of a step whose inputs were drawn but that changed no weight."""
+        if self._phase == "inputs":
+            self.sampler.load_state_dict(self._snapshot["sampler"])
+            self.z_gen.set_state(self._snapshot["z"])
+            torch.set_rng_state(self._snapshot["torch"])
+            self._phase = "idle"
 
     def _guard(self, losses: dict[str, float], who: str) -> None:
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
-            last = self.run_dir / "checkpoints" / "last.pt"
-            kept = f"The last good checkpoint is {last}." if last.exists() else "No checkpoint had been written yet."
             raise DivergenceError(
                 f"training diverged at step {self.step} ({who} update): "
                 + ", ".join(f"{k}={v}" for k, v in bad.items())
-                + f". {kept} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
+                + f". {self._kept()} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
             )
 
+    def _kept(self) -> str:
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if self.saved_step is None or not last.exists():
+            return "No checkpoint had been written yet."
+        return f"The last good checkpoint is {last} (step {self.saved_step})."
+
     def fit(self) -> str:
-        """Train until ``total_steps``; returns "finished", "interrupted" or raises on divergence."""
+        """Train until ``total_steps``; returns "finished" or "interrupted", or raises.
+
+        Holds the run directory's lock throughout. SIGINT, SIGTERM and SIGHUP finish the
+        current step, save ``last.pt`` and return "interrupted"; a second signal stops at
+        once where the state is consistent (between steps, or before a step changed any
+        weight) and saves that. Any other exception saves the last finished step as
+        ``last.pt`` when its weights are finite, then re-raises with a line saying so.
+        """
+        with RunLock(self.run_dir):
+            return self._fit()
+
+    def _fit(self) -> str:
         c = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(c, self.run_dir / "config.yaml")
+        if self._resume_state is None:
+            check_fresh(self.run_dir)
+            save_yaml(c, self.run_dir / "config.yaml", self.notes)
+        else:
+            trim_log(self.run_dir / "metrics.jsonl", int(self._resume_state["step"]))
         for sub in ("checkpoints", "samples"):
             (self.run_dir / sub).mkdir(exist_ok=True)
+        clean_stale_temps(self.run_dir / "checkpoints")
         if self.cond is not None:
             self.pm.pm.register(self.cond, name="run-conditioner")
         status = "finished"
-        previous_handler = _install_sigint(self)
+        previous_handlers = _install_signal_handlers(self)
         try:
             if self.cond is not None:
                 self.cond.setup(self)
@@ -241,17 +318,43 @@ class Trainer:
                 self.load_state_dict(self._resume_state)
             self.pm.hook.gzoo_train_start(trainer=self)
             status = self._loop()
+        except KeyboardInterrupt:  # a second signal: stop now, at a consistent point
+            if self._phase == "update":
+                raise
+            self._undo_inputs()
+            self.save_checkpoint("last")
+            status = "interrupted"
         except DivergenceError:
             status = "diverged"
             raise
+        except Exception as exc:
+            status = "failed"
+            raise self._failed(exc) from exc
         finally:
-            _restore_sigint(previous_handler)
+            _restore_signal_handlers(previous_handlers)
             self.pm.hook.gzoo_train_end(trainer=self, status=status)
             if self.cond is not None and self.pm.pm.is_registered(self.cond):
                 self.pm.pm.unregister(self.cond)
-            if self._tb is not None:
+            if self._tb:
                 self._tb.close()
         return status
+
+    def _failed(self, exc: Exception) -> Exception:
+        """Save what can be saved after ``exc``; the exception to raise, saying what was kept."""
+        self._undo_inputs()
+        if self._phase == "update":
+            kept = f"it struck during an update, so step {self.step} was not saved. {self._kept()}"
+        else:
+            try:
+                path = self.save_checkpoint("last")
+                kept = f"step {self.step} was saved to {path}."
+            except GzooError as save_exc:
+                kept = f"saving failed too ({save_exc}). {self._kept()}"
+        resume = f" Continue with: gzoo run --resume {self.run_dir}" if self.saved_step is not None else ""
+        if isinstance(exc, GzooError):
+            return type(exc)(f"{exc} (during training: {kept}{resume})")
+        return TrainingError(f"training failed at step {self.step}: {type(exc).__name__}: {one_line(exc)}; "
+                             f"{kept}{resume}")
 
     def _loop(self) -> str:
         c = self.config
@@ -373,21 +476,38 @@ class Trainer:
             self.G_ema.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        self.sched_G.load_state_dict(state["sched_G"])
-        self.sched_D.load_state_dict(state["sched_D"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng"]["torch"])
         self.z_gen.set_state(state["rng"]["z"])
         if state["rng"].get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.d_steps = int(state["step"]), int(state["d_steps"])
+        for sched in (self.sched_G, self.sched_D):  # the schedule is a function of the step
+            sched.last_epoch = self.step
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+                group["lr"] = base * self.lr_factor(self.step)
         if self.cond is not None:
             self.cond.load_state_dict(state.get("cond") or {})
         self.pm.hook.gzoo_checkpoint_load(trainer=self, state=state)
 
     def save_checkpoint(self, tag: str = "last") -> Path:
+        """Write ``checkpoints/<tag>.pt`` atomically; never a checkpoint of non-finite weights."""
         path = self.run_dir / "checkpoints" / f"{tag}.pt"
-        save_checkpoint(self.state_dict(), path)
+        bad = [f"{name}.{k}" for name, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)) if m is not None
+               for k in nonfinite(m.state_dict())]
+        if bad:
+            raise DivergenceError(
+                f"training diverged at step {self.step}: non-finite weights ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}), so {path.name} was not overwritten. {self._kept()} "
+                "Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
+            )
+        self._saving = True
+        try:
+            save_checkpoint(self.state_dict(), path)
+        finally:
+            self._saving = False
+        if tag == "last":
+            self.saved_step = self.step
         return path
 
 
@@ -399,35 +519,29 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             be.copy_(bm)
 
 
-def make_run_dir(config: RunConfig) -> Path:
-    """``config.out``, else ``runs/<name>``; never reuse a directory that holds a run."""
-    base = Path(config.out) if config.out else Path("runs") / config.default_name()
-    path, i = base, 1
-    while (path / "checkpoints" / "last.pt").exists():
-        if config.out:
-            raise UsageError(f"{path} already holds a run; use --resume {path} to continue it, or another --out")
-        path = base.with_name(f"{base.name}-{i}")
-        i += 1
-    return path
+#: the signals that stop a run gracefully: Ctrl-C, a scheduler's or ``kill``'s TERM, a closed terminal.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
-def _install_sigint(trainer: Trainer) -> Any:
+def _install_signal_handlers(trainer: Trainer) -> dict[int, Any]:
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer._stop_requested:  # second Ctrl-C: stop now
+        # the first signal asks for a stop after the step; a second one stops now, unless
+        # weights are changing or a checkpoint is being written (both finish first)
+        if trainer._stop_requested and not trainer._saving and trainer._phase != "update":
             raise KeyboardInterrupt
         trainer.request_stop()
 
-    return signal.signal(signal.SIGINT, handler)
+    return {s: signal.signal(s, handler) for s in STOP_SIGNALS}
 
 
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for s, h in previous.items():
+        signal.signal(s, h)
 
 
 def _progress(enabled: bool) -> Any:
@@ -456,7 +570,7 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, *, pm: 
     """Continue the run in ``run_dir`` from its last checkpoint."""
     run_dir = Path(run_dir)
     state = load_checkpoint(find_checkpoint(run_dir, "last"))
-    config = RunConfig.from_dict(state["config"], source=str(run_dir))
+    config = untrusted_config(state["config"], source=str(run_dir))
     overrides = dict(overrides or {})
     changed = {k for k, v in overrides.items() if k not in RESUMABLE and config.to_dict().get(k) != v}
     if changed:

@@ -12,13 +12,19 @@ from gzoo.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_both_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
-    test_cmd = next(b for b in blocks if "pytest" in b).strip()
-    assert test_cmd in ci.splitlines(), f"{test_cmd!r} is not a line of .ci/run"
     assert blocks[0].strip() == "pip install -e . && gzoo run"
+    test_cmd = next(b for b in blocks if "pytest" in b).strip()
+    lines = ci.splitlines()
+    for cmd in (blocks[0].strip(), test_cmd):
+        assert cmd in lines, f"{cmd!r} is not a line of .ci/run"
+    # the user's command runs first, in its own venv, without the test extras
+    first, second = lines.index(blocks[0].strip()), lines.index(test_cmd)
+    venvs = [i for i, line in enumerate(lines) if line.startswith("fresh_venv ")]
+    assert len(venvs) == 2 and venvs[0] < first < venvs[1] < second
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))

@@ -27,6 +27,7 @@ class WeightClip(Regularizer):
     """WGAN weight clipping of every discriminator parameter."""
 
     has_penalty = False
+    lipschitz = True
 
     def __init__(self, *, clip: float = 0.01):
         super().__init__()
@@ -42,6 +43,8 @@ class WeightClip(Regularizer):
 
 class GradientPenalty(Regularizer):
     """WGAN-GP: penalise the critic's gradient norm on real/fake interpolates."""
+
+    lipschitz = True
 
     def __init__(self, *, weight: float = 10.0, every: int = 1, center: float = 1.0):
         super().__init__(weight=weight, every=every)
@@ -70,6 +73,7 @@ class SpectralNorm(Regularizer):
     """Spectral normalisation of every discriminator layer (build time)."""
 
     has_penalty = False
+    lipschitz = True
 
     def __init__(self) -> None:
         super().__init__()

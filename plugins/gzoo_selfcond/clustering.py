@@ -108,6 +108,7 @@ class SelfConditioner(Conditioner):
         if self.centers is None:
             return {}
         return {"centers": self.centers.cpu(), "labels": self.labels, "sizes": self.sizes, "perm": self.perm,
+                "label_weights": self.sizes.double(),  # what fake_labels draws from (used by gzoo sample)
                 "subset": self.subset, "clusterings": self.clusterings,
                 "D": {k: v.cpu() for k, v in self.D_frozen.state_dict().items()}}
 

@@ -1,0 +1,476 @@
+"""Hardening: faults that must not lose work, signals, locking, schedules, overwrites, and one
+clear line for every bad input (issue: the newcomer path, faults and hostile input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+import gzoo
+from gzoo.config import RunConfig
+from gzoo.datasets import TensorGanDataset, ring
+from gzoo.errors import DivergenceError, TrainingError, UnknownNameError, UsageError
+from gzoo.run import load_checkpoint, load_run
+from gzoo.rundir import RunLock
+from gzoo.trainer import Trainer, resume, train
+
+from .conftest import FAST
+
+RING = dict(gen="mlp", disc="mlp", data="ring", batch_size=16, sample_every=0, progress=False,
+            gen_opt={"hidden": 16}, disc_opt={"hidden": 16})
+RING_CLI = ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--gen-opt", "hidden=16", "--disc-opt", "hidden=16"]
+
+
+def _same(a, b):
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def _one_line_error(r, code=2):
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# -- 1. a plain install (no tensorboard) -------------------------------------------------------
+
+
+def test_training_without_tensorboard_finishes(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    t = train(RunConfig(**RING, steps=3, log_every=1, out=str(tmp_path / "r")))
+    assert t.step == 3 and (tmp_path / "r" / "checkpoints" / "last.pt").exists()
+    assert not (tmp_path / "r" / "tb").exists()
+
+
+# -- 3. faults ----------------------------------------------------------------------------------
+
+
+class FlakyRing(TensorGanDataset):
+    """The ring, but reading batch number ``fail_at`` (0-based) raises, like a corrupt file."""
+
+    def __init__(self, *, fail_at: int = -1):
+        base = ring(n=2000)
+        super().__init__(base.x, base.y, name="flaky", num_classes=base.num_classes)
+        self.fail_at, self.calls = fail_at, 0
+
+    def get_batch(self, idx):
+        self.calls += 1
+        if self.calls - 1 == self.fail_at:
+            raise OSError("image file is truncated")
+        return super().get_batch(idx)
+
+
+class FlakyPlugin:
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        register("dataset", "flaky", FlakyRing)
+
+
+def test_data_error_mid_run_saves_the_last_finished_step_and_resume_is_exact(tmp_path, register_plugin):
+    register_plugin(FlakyPlugin(), "flaky")
+    cfg = dict(RING, data="flaky", n_critic=2, ema=0.5, ckpt_every=100, log_every=1)
+    a = train(RunConfig(**cfg, steps=6, out=str(tmp_path / "a")))
+    # batches 0..7 are read by steps 1..4 (two per step); batch 9 is the second of step 5
+    b = Trainer(RunConfig(**cfg, steps=6, data_opt={"fail_at": 9}, out=str(tmp_path / "b")))
+    with pytest.raises(TrainingError, match=r"failed at step 4: OSError: image file is truncated; step 4 was saved"):
+        b.fit()
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 4
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == 4
+    b = resume(tmp_path / "b", {"steps": 6})  # a new dataset object: its count restarts, batch 9 is never read
+    for m in ("G", "D", "G_ema"):
+        _same(getattr(a, m), getattr(b, m))
+
+
+class RaiseAfter:
+    """A plugin whose hook fails after a given G step (as a bad visualizer or metric would)."""
+
+    def __init__(self, step, exc):
+        self.step, self.exc = step, exc
+
+    @gzoo.hookimpl
+    def gzoo_after_g_step(self, trainer, step):
+        if step == self.step:
+            raise self.exc
+
+
+@pytest.mark.parametrize("exc,kind", [(RuntimeError("boom"), TrainingError), (UsageError("bad viz"), UsageError)])
+def test_exception_after_a_step_saves_it(tmp_path, register_plugin, exc, kind):
+    register_plugin(RaiseAfter(3, exc), "raiser")
+    t = Trainer(RunConfig(**RING, steps=10, out=str(tmp_path / "r")))
+    with pytest.raises(kind, match=r"step 3 was saved to .*last.pt.*gzoo run --resume"):
+        t.fit()
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_what_fails_at_step_1_is_checked_before_the_run_starts(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown visualizer 'clustres'.*Did you mean 'clusters'"):
+        Trainer(RunConfig(**RING, viz=["clustres"], out=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    """The issue's recipe: WGAN, RMSprop, lr 1e6, a checkpoint every step."""
+    cfg = dict(RING, loss="wgan", reg=["gp"], optimizer="rmsprop", lr=1e6, ckpt_every=1, steps=50)
+    with pytest.raises(DivergenceError, match=r"diverged at step (\d+).*last good checkpoint is .*last.pt \(step"):
+        train(RunConfig(**cfg, out=str(tmp_path / "r")))
+    state = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    for part in ("G", "D"):
+        assert all(torch.isfinite(v).all() for v in state[part].values())
+
+
+def test_sample_of_nan_weights_fails_clearly(cli, tmp_path):
+    out = tmp_path / "r"
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0
+    path = out / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state["G"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state["G"].items()}
+    torch.save(state, path)
+    for suffix in ("png", "npy", "pt"):
+        r = cli("sample", "--run", out, "--n", "4", "--out", tmp_path / f"s.{suffix}")
+        _one_line_error(r, code=1)
+        assert "non-finite" in r.stderr and not (tmp_path / f"s.{suffix}").exists()
+
+
+# -- signals --------------------------------------------------------------------------------------
+
+
+class Signal:
+    """Sends ``sig`` to this process after G step ``at`` (``times`` times: a second Ctrl-C)."""
+
+    def __init__(self, at, sig, times=1):
+        self.at, self.sig, self.times = at, sig, times
+
+    @gzoo.hookimpl
+    def gzoo_after_g_step(self, trainer, step):
+        if step == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("times", [1, 2])
+def test_signals_save_the_step_and_resume_exactly(tmp_path, register_plugin, pm, sig, times):
+    cfg = dict(RING, steps=8, cosine=True, ema=0.9)
+    a = train(RunConfig(**cfg, out=str(tmp_path / "a")))
+    register_plugin(Signal(4, sig, times), "signal")
+    b = Trainer(RunConfig(**cfg, out=str(tmp_path / "b")))
+    assert b.fit() == "interrupted"
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 4
+    assert signal.getsignal(sig) is not None  # the previous handler is back
+    pm.unregister("signal")
+    b = resume(tmp_path / "b")
+    for m in ("G", "D", "G_ema"):
+        _same(getattr(a, m), getattr(b, m))
+
+
+class SignalWhileSaving:
+    @gzoo.hookimpl
+    def gzoo_checkpoint_save(self, trainer, state):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C ...
+        os.kill(os.getpid(), signal.SIGINT)  # ... and again, impatiently, while the file is written
+
+
+def test_ctrl_c_twice_during_the_save_still_leaves_a_checkpoint(tmp_path, register_plugin):
+    register_plugin(SignalWhileSaving(), "impatient")
+    t = Trainer(RunConfig(**RING, steps=6, ckpt_every=3, out=str(tmp_path / "r")))
+    assert t.fit() == "interrupted"
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_sigterm_to_a_real_gzoo_process_exits_130_with_a_checkpoint(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from gzoo.cli import main; main()", "run", *RING_CLI, "--steps", "100000",
+         "--batch-size", "8", "--sample-every", "0", "--log-every", "1", "--quiet", "--out", str(out)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    log = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.stat().st_size) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] >= 1
+
+
+# -- two runs, one directory ----------------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused(cli, tmp_path):
+    out = tmp_path / "r"
+    with RunLock(out):
+        r = cli("run", *RING_CLI, *FAST, "--out", out)
+        _one_line_error(r)
+        assert f"is in use by gzoo process {os.getpid()}" in r.stderr
+        assert not (out / "metrics.jsonl").exists()
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0  # released on exit
+
+
+def test_a_stale_lock_file_does_not_block(cli, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / ".gzoo.lock").write_text("999999999\n")  # left by a process that was killed
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0
+
+
+def test_a_directory_with_an_earlier_log_is_not_appended_to(cli, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss_d": 0.5}\n')
+    r = cli("run", *RING_CLI, *FAST, "--out", out)
+    _one_line_error(r)
+    assert "earlier run" in r.stderr and (out / "metrics.jsonl").read_text().count("\n") == 1
+    # without --out, the default name moves on to a fresh directory
+    t = train(RunConfig(**RING, steps=1))
+    t2 = train(RunConfig(**RING, steps=1))
+    assert t.run_dir != t2.run_dir
+
+
+# -- extending a cosine run -----------------------------------------------------------------------
+
+
+def test_extending_a_cosine_run_stretches_the_schedule(tmp_path):
+    train(RunConfig(**RING, steps=10, cosine=True, log_every=1, out=str(tmp_path / "r")))
+    resume(tmp_path / "r", {"steps": 20})
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in rows}
+    assert sorted(lr) == list(range(1, 21))
+    assert lr[10] == pytest.approx(0.0, abs=1e-12)  # the first run ended at 0
+    later = [lr[s] for s in range(11, 21)]
+    assert all(x >= y for x, y in zip(later, later[1:], strict=False))  # no climb back within the extension
+    assert later[-1] == pytest.approx(0.0, abs=1e-12)
+    base = RunConfig().lr
+    assert lr[11] == pytest.approx(base * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 11 / 20)).item()))
+
+
+# -- overwrites -------------------------------------------------------------------------------------
+
+
+def test_sample_never_destroys_a_run_and_needs_force_to_overwrite(cli, tmp_path):
+    out = tmp_path / "r"
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0
+    ckpt = out / "checkpoints" / "last.pt"
+    before = ckpt.read_bytes()
+    for extra in ([], ["--force"]):
+        r = cli("sample", "--run", out, "--out", out / "checkpoints" / "last.pt", *extra)
+        _one_line_error(r)
+        assert "checkpoints" in r.stderr
+    assert ckpt.read_bytes() == before
+    target = tmp_path / "s.pt"
+    target.write_bytes(b"precious")
+    r = cli("sample", "--run", out, "--n", "3", "--out", target)
+    _one_line_error(r)
+    assert "--force" in r.stderr and target.read_bytes() == b"precious"
+    assert cli("sample", "--run", out, "--n", "3", "--out", target, "--force").exit_code == 0
+    assert torch.load(target).shape == (3, 2)
+
+
+def test_npy_samples_are_streamed_and_equal_the_in_memory_ones(cli, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "r"
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0
+    assert cli("sample", "--run", out, "--n", "1234", "--out", tmp_path / "s.npy").exit_code == 0
+    assert cli("sample", "--run", out, "--n", "1234", "--out", tmp_path / "s.pt").exit_code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), torch.load(tmp_path / "s.pt").numpy())
+
+
+# -- 4. one clear line for every bad input ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--gen-opt", "ch=-4"], "could not build generator 'dcgan' with ch=-4"),
+        (["--gen-opt", "ch=0"], "could not build generator 'dcgan' with ch=0"),
+        (["--lr", "nan"], "lr must be a positive finite number"),
+        (["--lr", "inf"], "lr must be a positive finite number"),
+        (["--device", "mps"], "device 'mps' is not available"),
+        (["--device", "meta"], "cannot train on device 'meta'"),
+        (["--device", "cuda:7"], "not available"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--loss", "hign"], "Valid losses:"),
+    ],
+)
+def test_bad_run_flags(cli, tmp_path, args, message):
+    r = cli("run", *args, "--steps", "1", "--quiet", "--out", tmp_path / "r")
+    _one_line_error(r)
+    assert message in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("lr: fast", "setting 'lr' must be a number, got 'fast'"),
+        ("gen_opt: 3", "setting 'gen_opt' must be a mapping"),
+        ("reg: 7", "setting 'reg' must be a list of strings"),
+        ("betas: 0.5", "setting 'betas' must be a list of 2 numbers"),
+        ('seed: "x"', "setting 'seed' must be an integer"),
+        ("reg_opt: {gp: 3}", "setting 'reg_opt' must be a mapping"),
+        ("steps: 1.5", "setting 'steps' must be an integer"),
+    ],
+)
+def test_bad_config_files(cli, tmp_path, text, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "\n")
+    r = cli("run", "--config", cfg, "--quiet", "--out", tmp_path / "r")
+    _one_line_error(r)
+    assert message in r.stderr
+
+
+def test_out_that_is_a_file_or_unwritable(cli, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    for out, message in ((f, "is a file"), (f / "sub", "cannot create run directory")):
+        r = cli("run", *RING_CLI, *FAST, "--out", out)
+        _one_line_error(r)
+        assert message in r.stderr
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_out_in_a_read_only_folder(cli, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = cli("run", *RING_CLI, *FAST, "--out", ro / "r")
+        _one_line_error(r)
+        assert "cannot create run directory" in r.stderr
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda s: s.update(config="hello"), "config"),
+        (lambda s: s.pop("step"), "step"),
+        (lambda s: s.update(num_classes=1e9), "num_classes"),
+        (lambda s: s.update(num_classes=10**9), "num_classes"),
+    ],
+)
+def test_bad_checkpoint_contents(cli, tmp_path, mutate, message):
+    out = tmp_path / "r"
+    assert cli("run", *RING_CLI, *FAST, "--out", out).exit_code == 0
+    path = out / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    mutate(state)
+    torch.save(state, path)
+    for args in (["sample", "--run", out, "--out", tmp_path / "x.png"], ["eval", "--run", out, "--n", "3000"],
+                 ["run", "--resume", out, "--steps", "4", "--quiet"]):
+        r = cli(*args)
+        _one_line_error(r, code=1)
+        assert message in r.stderr
+
+
+def test_huge_sample_requests_say_what_they_need(cli, tmp_path):
+    out = tmp_path / "r"
+    assert cli("run", "--gen-opt", "ch=8", "--disc-opt", "ch=8", *FAST, "--out", out).exit_code == 0
+    for suffix, message in (("pt", "of memory"), ("npy", "on disk"), ("png", "at most 10000")):
+        r = cli("sample", "--run", out, "--n", "100000000000" if suffix == "npy" else "100000000",
+                "--out", tmp_path / f"s.{suffix}")
+        _one_line_error(r)
+        assert message in r.stderr
+        assert suffix == "png" or "GiB" in r.stderr  # says how much it would take
+        assert not (tmp_path / f"s.{suffix}").exists()
+
+
+class MarkupPlugin:
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        register("loss", "markup", MarkupLoss)
+
+
+class MarkupLoss(gzoo.interfaces.Loss):
+    """Takes [int] steps and [bold]no[/bold] markup."""
+
+
+def test_list_shows_plugin_text_verbatim(cli, register_plugin):
+    register_plugin(MarkupPlugin(), "markup")
+    r = cli("list", "--kind", "loss")
+    assert r.exit_code == 0, r.output
+    assert "[int]" in r.stdout and "[bold]no[/bold]" in r.stdout
+
+
+# -- 5. threads -----------------------------------------------------------------------------------
+
+
+def test_threads_flag_and_passive_openmp_default(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert cli("run", *RING_CLI, *FAST, "--threads", "1", "--out", tmp_path / "r").exit_code == 0
+        assert torch.get_num_threads() == 1
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice is kept
+    assert cli("list", "--kind", "loss").exit_code == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    r = cli("run", *RING_CLI, *FAST, "--threads", "0", "--out", tmp_path / "r2")
+    assert r.exit_code == 2 and "--threads" in r.stderr
+
+
+# -- 6. WGAN gets a Lipschitz constraint ------------------------------------------------------------
+
+
+def test_headline_wgan_command_adds_clipping_and_rmsprop(cli, tmp_path):
+    out = tmp_path / "r"
+    r = cli("run", "--gen", "cocgan", "--disc", "coc", "--loss", "wgan", "--steps", "2", "--batch-size", "4",
+            "--sample-every", "0", "--quiet", "--out", out)
+    assert r.exit_code == 0, r.output
+    first = r.stderr.strip().splitlines()[0]
+    assert first.startswith("Note:") and "reg=clip" in first and "optimizer=rmsprop" in first
+    text = (out / "config.yaml").read_text()
+    assert text.startswith("# loss 'wgan' needs a Lipschitz constraint")
+    saved = yaml.safe_load(text)
+    assert saved["reg"] == ["clip"] and saved["optimizer"] == "rmsprop"
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert all(v.abs().max() <= 0.01 + 1e-7 for k, v in state["D"].items() if v.is_floating_point()
+               and "running" not in k and "num_batches" not in k)
+
+
+@pytest.mark.parametrize(
+    "extra,reg,optimizer",
+    [
+        (["--reg", "gp"], ["gp"], "adam"),  # a constraint chosen: nothing added
+        (["--optimizer", "adam"], ["clip"], "adam"),  # the optimizer chosen is kept
+        (["--reg", "r1"], ["r1", "clip"], "rmsprop"),  # r1 bounds nothing on fakes: clipping is added
+    ],
+)
+def test_wgan_completion_respects_what_the_user_chose(tmp_path, extra, reg, optimizer, cli):
+    r = cli("run", *RING_CLI, *FAST, "--loss", "wgan", *extra, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["reg"] == reg and saved["optimizer"] == optimizer
+
+
+def test_resumed_wgan_run_keeps_its_settings(tmp_path):
+    t = train(RunConfig(**RING, loss="wgan", steps=2, out=str(tmp_path / "r")))
+    assert t.config.reg == ["clip"] and t.notes
+    r = resume(tmp_path / "r", {"steps": 3})
+    assert r.config.reg == ["clip"] and not r.notes
+
+
+def test_loaded_run_needs_no_training_data_to_sample(tmp_path, monkeypatch):
+    t = train(RunConfig(**RING, cond="labels", steps=2, out=str(tmp_path / "r")))
+    run = load_run(t.run_dir)
+
+    def no_data(*a, **k):
+        raise AssertionError("sampling read the training data")
+
+    monkeypatch.setattr(type(run), "dataset", no_data)
+    x = run.generate(50)
+    assert x.shape == (50, 2)
