@@ -16,13 +16,13 @@ data (the 2-D mixtures) is ``(N, 2)``. ``image_shape`` never includes the batch.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .errors import UsageError
+from .errors import ShapeError, UsageError
 
 __all__ = [
     "Generator",
@@ -88,19 +88,102 @@ class _Staged:
         )
 
 
-class Generator(_Staged, nn.Module):
-    """Maps latent codes (and optional labels) to samples.
+class _Model:
+    """What generators and discriminators share: the data's shape, the number of classes
+    and the checks on them, written once (:meth:`require_image`, :meth:`check_labels`)."""
 
-    Subclasses set :attr:`latent_dim`, :attr:`image_shape` and :attr:`num_classes`
-    (0 = unconditional) in ``__init__`` and implement :meth:`forward`.
-    """
-
-    latent_dim: int
     image_shape: tuple[int, ...]
     num_classes: int = 0
+    _kind: ClassVar[str] = "model"  # "generator" or "discriminator", for messages
+
+    def _init_context(self, image_shape: tuple[int, ...] | None, num_classes: int) -> None:
+        if image_shape is not None:
+            self.image_shape = tuple(image_shape)
+        self.num_classes = int(num_classes)
+
+    def require_image(
+        self, who: str | None = None, *, square: bool = True, sizes: Collection[int] | None = None
+    ) -> tuple[int, int]:
+        """Check that :attr:`image_shape` is ``(C, H, W)`` (square, with a side in ``sizes``
+        when given); return ``(C, H)``. Raises :class:`~gzoo.errors.ShapeError` naming ``who``
+        (default: the class name), e.g. ``dcgan generator works on images (C, H, W), ...``."""
+        who = who or type(self).__name__
+        shape = tuple(getattr(self, "image_shape", ()))
+        if not is_image_shape(shape):
+            hint = "; use 'mlp' for 2-D data" if len(shape) == 1 else ""
+            raise ShapeError(f"{who} works on images (C, H, W), but the data has shape {shape}{hint}")
+        c, h, w = shape
+        if sizes is not None and (h not in sizes or w not in sizes or (square and h != w)):
+            what = "square images" if square else "images with sides"
+            raise ShapeError(f"{who} supports {what} of {sorted(sizes)} pixels, got {h}x{w}")
+        if square and h != w:
+            raise ShapeError(f"{who} needs square images, got {h}x{w}")
+        return c, h
+
+    def check_labels(self, y: Tensor | None) -> Tensor | None:
+        """``y`` as a long tensor (None stays None). A conditional model (``num_classes > 0``)
+        raises :class:`~gzoo.errors.UsageError` when ``y`` is None."""
+        if y is None:
+            if self.num_classes:
+                raise UsageError(f"this {self._kind} is conditional: it needs labels y")
+            return None
+        return y.long()
+
+
+class Generator(_Model, _Staged, nn.Module):
+    """Maps latent codes (and optional labels) to samples.
+
+    Subclasses call ``super().__init__(image_shape=..., num_classes=..., latent_dim=...)``,
+    which stores :attr:`image_shape` (a tuple), :attr:`num_classes` (0 = unconditional) and
+    :attr:`latent_dim`, and implement :meth:`forward`. Setting the three attributes
+    yourself after a plain ``super().__init__()`` works too.
+
+    Helpers: :meth:`require_image` (shape check), :meth:`check_labels` (label check) and,
+    for the usual conditional input, :meth:`init_label_embedding` in ``__init__`` and
+    :meth:`condition` in :meth:`forward`.
+    """
+
+    _kind = "generator"
+    latent_dim: int
+    #: the label embedding of :meth:`init_label_embedding` (None when unconditional)
+    embed: nn.Embedding | None
     #: generator-specific sampling options accepted by :meth:`sample` (name -> default),
     #: e.g. CIPS' ``resolution`` or ``chunk``. ``gzoo sample --opt k=v`` passes them.
     sample_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, ...] | None = None,
+        num_classes: int = 0,
+        latent_dim: int | None = None,
+    ):
+        super().__init__()
+        self._init_context(image_shape, num_classes)
+        if latent_dim is not None:
+            self.latent_dim = int(latent_dim)
+
+    def init_label_embedding(self, embed_dim: int) -> int:
+        """Build ``self.embed``, an ``nn.Embedding(num_classes, embed_dim)`` (None when
+        unconditional), and return the width it adds to z (``embed_dim`` or 0)."""
+        if not self.num_classes:
+            self.embed = None
+            return 0
+        self.embed = nn.Embedding(self.num_classes, embed_dim)
+        return embed_dim
+
+    def condition(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """The network input: ``z`` ``(N, latent_dim)`` with the L2-normalised label
+        embedding concatenated when conditional: ``(N, latent_dim + embed_dim)``."""
+        y = self.check_labels(y)
+        if not self.num_classes:
+            return z
+        embed = getattr(self, "embed", None)
+        if embed is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is conditional: call self.init_label_embedding() in __init__"
+            )
+        return torch.cat([z, nn.functional.normalize(embed(y), dim=1)], 1)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -133,15 +216,38 @@ class Generator(_Staged, nn.Module):
         return self(z, y)
 
 
-class Discriminator(_Staged, nn.Module):
+class Discriminator(_Model, _Staged, nn.Module):
     """Scores samples. ``forward`` returns raw logits of shape ``(N,)``.
 
-    The default :meth:`forward` is ``head(features(x), y)``, so subclasses usually
-    implement :meth:`features` and build a :class:`ConditionalHead` as ``self.head``.
+    Subclasses call ``super().__init__(image_shape=..., num_classes=..., cond_head=...)``,
+    which stores :attr:`image_shape`, :attr:`num_classes` and :attr:`cond_head`, implement
+    :meth:`features` and call :meth:`init_head` with the feature width: the default
+    :meth:`forward` is ``head(features(x), y)``.
     """
 
-    num_classes: int = 0
+    _kind = "discriminator"
+    #: the conditional head's mode (:attr:`ConditionalHead.MODES`), used by :meth:`init_head`
+    cond_head: str = "projection"
+    feature_dim: int
     head: nn.Module
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, ...] | None = None,
+        num_classes: int = 0,
+        cond_head: str = "projection",
+    ):
+        super().__init__()
+        self._init_context(image_shape, num_classes)
+        self.cond_head = cond_head
+
+    def init_head(self, feature_dim: int) -> ConditionalHead:
+        """Build ``self.head``: a :class:`ConditionalHead` on ``feature_dim`` features for
+        :attr:`num_classes` classes in mode :attr:`cond_head`; also sets :attr:`feature_dim`."""
+        self.feature_dim = feature_dim
+        self.head = ConditionalHead(feature_dim, self.num_classes, self.cond_head)
+        return self.head
 
     def features(self, x: Tensor) -> Tensor:  # pragma: no cover
         """Penultimate features ``(N, d)``, used by self-conditioning and diagnostics."""
@@ -185,21 +291,19 @@ class ConditionalHead(nn.Module):
         return out[:, 0] + (self.embed(y.long()) * h).sum(1)
 
 
-def label_embedding(num_classes: int, dim: int) -> nn.Embedding:
-    """A label embedding for conditional generators (L2-normalised at use)."""
-    return nn.Embedding(num_classes, dim)
-
-
-def embed_labels(embedding: nn.Embedding, y: Tensor) -> Tensor:
-    """L2-normalised label embedding ``(N, dim)`` (self-conditioned GAN's G input)."""
-    return nn.functional.normalize(embedding(y.long()), dim=1)
-
-
 class Loss:
-    """An adversarial objective from raw logits. Both methods return scalars to minimise."""
+    """An adversarial objective from raw logits ``(N,)``. Both methods return scalars to minimise.
 
-    #: True when the loss is a Wasserstein critic objective (D outputs are unbounded).
+    ``g_loss(fake, real)`` receives the generator batch's logits and, when the loss sets
+    :attr:`relativistic`, the logits of the step's real batch under the current D (computed
+    for the G update; None otherwise), so relativistic losses (RaGAN, R3GAN) can be written.
+    """
+
+    #: True when the loss is a Wasserstein critic objective (D outputs are unbounded): without
+    #: a Lipschitz regularizer, gzoo adds weight clipping (:func:`gzoo.config.complete_for_loss`).
     wasserstein: ClassVar[bool] = False
+    #: True when :meth:`g_loss` needs the real logits (one more D forward per G update).
+    relativistic: ClassVar[bool] = False
 
     def d_loss(self, real: Tensor, fake: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -297,10 +401,6 @@ def _device_of(module: nn.Module) -> torch.device:
     for b in module.buffers():
         return b.device
     return torch.device("cpu")
-
-
-def flat_dim(shape: tuple[int, ...]) -> int:
-    return int(math.prod(shape))
 
 
 def is_image_shape(shape: tuple[int, ...]) -> bool:

@@ -244,6 +244,25 @@ def test_conditional_cocgan_and_coc():
     assert D(a, torch.tensor([0, 1])).shape == (2,)
 
 
+def test_cocgan_and_coc_shape_and_label_checks():
+    """The base classes' checks: images only, square, conditional models need labels."""
+    for kind, name in (("generator", "cocgan"), ("discriminator", "coc")):
+        with pytest.raises(ShapeError, match=rf"^{name}.* works on images \(C, H, W\), but the data has shape \(2,\)"):
+            gzoo.create(kind, name, image_shape=(2,))
+        with pytest.raises(ShapeError, match=r"needs square images, got 28x32"):
+            gzoo.create(kind, name, image_shape=(1, 28, 32))
+        with pytest.raises(UsageError, match="has no option 'sn'"):
+            gzoo.create(kind, name, image_shape=(1, 28, 28), sn=True)
+    G = gzoo.create("generator", "cocgan", image_shape=(1, 28, 28), num_classes=3, head_dim=4, mlp_r=2)
+    with pytest.raises(UsageError, match="this generator is conditional: it needs labels y"):
+        G(torch.randn(2, G.latent_dim))
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=3, head_dim=4, mlp_r=2,
+                    cond_head="multihead")
+    assert D.head.mode == "multihead" and D.feature_dim == D.specs[-1].dim == D.head.linear.in_features
+    with pytest.raises(UsageError, match="this discriminator is conditional: it needs labels y"):
+        D(torch.randn(2, 1, 28, 28))
+
+
 def test_stage_options_are_checked():
     with pytest.raises(UsageError, match="bad stage"):
         gzoo.create("generator", "cocgan", image_shape=(1, 28, 28), stages="2:16")

@@ -2,8 +2,9 @@
 
 ``mlp`` works on any data shape (2-D points or images); ``dcgan`` on square images of
 28, 32 or 64 pixels. Both are class-conditional when built with ``num_classes > 0``:
-G concatenates an L2-normalised label embedding to z, and D ends in a
-:class:`~gzoo.interfaces.ConditionalHead` (``cond_head=projection|multihead``).
+G concatenates an L2-normalised label embedding to z (``Generator.condition``), and D
+ends in a :class:`~gzoo.interfaces.ConditionalHead` (``cond_head=projection|multihead``).
+Spectral norm is the ``sn`` regularizer (``--reg sn``), not a model option.
 
 DCGAN stage layout (``Stage.resolution`` is the stage's output size; blocks can be
 inserted after any stage with ``insert=BLOCK@RES``)::
@@ -24,35 +25,12 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-from gzoo.errors import ShapeError, UsageError
-from gzoo.interfaces import (
-    ConditionalHead,
-    Discriminator,
-    Generator,
-    Stage,
-    apply_spectral_norm,
-    embed_labels,
-    is_image_shape,
-)
+from gzoo.errors import UsageError
+from gzoo.interfaces import Discriminator, Generator, Stage, is_image_shape
 
-DCGAN_SIZES = {28: 7, 32: 4, 64: 4}
-
-
-def _conditional_input(latent_dim: int, num_classes: int, embed_dim: int) -> tuple[nn.Embedding | None, int]:
-    if num_classes:
-        return nn.Embedding(num_classes, embed_dim), latent_dim + embed_dim
-    return None, latent_dim
-
-
-def _gen_input(z: Tensor, y: Tensor | None, embed: nn.Embedding | None) -> Tensor:
-    if embed is None:
-        return z
-    if y is None:
-        raise UsageError("this generator is conditional: it needs labels y")
-    return torch.cat([z, embed_labels(embed, y)], 1)
+DCGAN_SIZES = {28: 7, 32: 4, 64: 4}  # image side -> side of the first (G) / last (D) feature map
 
 
 class MLPGenerator(Generator):
@@ -69,25 +47,23 @@ class MLPGenerator(Generator):
         embed_dim: int = 32,
         out_act: str = "auto",
     ):
-        super().__init__()
+        super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
         if depth < 1 or hidden < 1:
             raise UsageError("mlp generator needs depth >= 1 and hidden >= 1")
         if out_act not in ("auto", "tanh", "none"):
             raise UsageError(f"out_act must be auto, tanh or none, got {out_act!r}")
-        self.latent_dim, self.image_shape, self.num_classes = latent_dim, tuple(image_shape), num_classes
-        self.embed, d_in = _conditional_input(latent_dim, num_classes, embed_dim)
+        d_in = latent_dim + self.init_label_embedding(embed_dim)
         layers: list[nn.Module] = []
         for _ in range(depth):
             layers += [nn.Linear(d_in, hidden), nn.ReLU()]
             d_in = hidden
         layers.append(nn.Linear(d_in, math.prod(self.image_shape)))
-        tanh = out_act == "tanh" or (out_act == "auto" and is_image_shape(self.image_shape))
-        if tanh:
+        if out_act == "tanh" or (out_act == "auto" and is_image_shape(self.image_shape)):
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.net(_gen_input(z, y, self.embed)).view(-1, *self.image_shape)
+        return self.net(self.condition(z, y)).view(-1, *self.image_shape)
 
 
 class MLPDiscriminator(Discriminator):
@@ -101,33 +77,20 @@ class MLPDiscriminator(Discriminator):
         hidden: int = 256,
         depth: int = 3,
         cond_head: str = "projection",
-        sn: bool = False,
     ):
-        super().__init__()
+        super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         if depth < 1 or hidden < 1:
             raise UsageError("mlp discriminator needs depth >= 1 and hidden >= 1")
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
         layers: list[nn.Module] = [nn.Flatten()]
         d_in = math.prod(self.image_shape)
         for _ in range(depth):
             layers += [nn.Linear(d_in, hidden), nn.LeakyReLU(0.2)]
             d_in = hidden
         self.body = nn.Sequential(*layers)
-        self.head = ConditionalHead(hidden, num_classes, cond_head)
-        if sn:
-            apply_spectral_norm(self)
+        self.init_head(hidden)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
-
-
-def _dcgan_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
-    if not is_image_shape(tuple(image_shape)):
-        raise ShapeError(f"{who} works on images (C, H, W), but the data has shape {tuple(image_shape)}; use 'mlp' for 2-D data")
-    c, h, w = image_shape
-    if h != w or h not in DCGAN_SIZES:
-        raise ShapeError(f"{who} supports square images of {sorted(DCGAN_SIZES)} pixels, got {h}x{w}")
-    return c, h
 
 
 class DCGANGenerator(Generator):
@@ -142,13 +105,12 @@ class DCGANGenerator(Generator):
         ch: int = 32,
         embed_dim: int = 32,
     ):
-        super().__init__()
-        c, size = _dcgan_shape(image_shape, "dcgan generator")
-        self.latent_dim, self.image_shape, self.num_classes = latent_dim, tuple(image_shape), num_classes
+        super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
+        c, size = self.require_image("dcgan generator", sizes=DCGAN_SIZES)
         s0 = DCGAN_SIZES[size]
         n_up = int(math.log2(size // s0))
         width = ch * 2 ** (n_up - 1)
-        self.embed, d_in = _conditional_input(latent_dim, num_classes, embed_dim)
+        d_in = latent_dim + self.init_label_embedding(embed_dim)
         self.s0, self.width = s0, width
         self.project = nn.Sequential(nn.Linear(d_in, width * s0 * s0), nn.BatchNorm1d(width * s0 * s0), nn.ReLU())
         stages, res, cin = [], s0, width
@@ -162,7 +124,7 @@ class DCGANGenerator(Generator):
         self.to_img = nn.Sequential(nn.Conv2d(cin, c, 3, 1, 1), nn.Tanh())
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.project(_gen_input(z, y, self.embed)).view(-1, self.width, self.s0, self.s0)
+        h = self.project(self.condition(z, y)).view(-1, self.width, self.s0, self.s0)  # (N, width, s0, s0)
         for stage in self.stages:
             h = stage(h)
         return self.to_img(h)
@@ -179,13 +141,11 @@ class DCGANDiscriminator(Discriminator):
         ch: int = 32,
         norm: str = "none",
         cond_head: str = "projection",
-        sn: bool = False,
     ):
-        super().__init__()
-        c, size = _dcgan_shape(image_shape, "dcgan discriminator")
+        super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
+        c, size = self.require_image("dcgan discriminator", sizes=DCGAN_SIZES)
         if norm not in ("none", "batch"):
             raise UsageError(f"norm must be none or batch, got {norm!r}")
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
         n_down = int(math.log2(size // DCGAN_SIZES[size]))
         stages, res, cin = [], size, c
         for i in range(n_down):
@@ -198,12 +158,9 @@ class DCGANDiscriminator(Discriminator):
             stages.append(Stage(nn.Sequential(*layers), resolution=res, channels=cout))
             cin = cout
         self.stages = nn.ModuleList(stages)
-        self.feature_dim = cin * res * res
-        self.head = ConditionalHead(self.feature_dim, num_classes, cond_head)
-        if sn:
-            apply_spectral_norm(self)
+        self.init_head(cin * res * res)
 
     def features(self, x: Tensor) -> Tensor:
         for stage in self.stages:
             x = stage(x)
-        return x.flatten(1)
+        return x.flatten(1)  # (N, ch_last * res * res)

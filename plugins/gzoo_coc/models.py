@@ -58,13 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gzoo.errors import ShapeError, UsageError
-from gzoo.interfaces import (
-    ConditionalHead,
-    Discriminator,
-    Generator,
-    apply_spectral_norm,
-    is_image_shape,
-)
+from gzoo.interfaces import Discriminator, Generator
 
 from .cluster import ClusterBlock, PointGroupNorm
 from .points import PointIncreaser, PointReducer, image_to_points, points_to_image
@@ -102,15 +96,6 @@ def default_generator_stages(size: int) -> str:
 D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
 
 
-def _image_shape(image_shape: tuple[int, ...], who: str) -> tuple[int, int]:
-    if not is_image_shape(tuple(image_shape)):
-        raise ShapeError(f"{who} works on images (C, H, W), but the data has shape {tuple(image_shape)}")
-    c, h, w = image_shape
-    if h != w:
-        raise ShapeError(f"{who} needs square images, got {h}x{w}")
-    return c, h
-
-
 def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float) -> nn.ModuleList:
     return nn.ModuleList(
         ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r,
@@ -124,9 +109,8 @@ class CoCGenerator(Generator):
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
                  stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5):
-        super().__init__()
-        c, size = _image_shape(image_shape, "cocgan")
-        self.latent_dim, self.image_shape, self.num_classes = latent_dim, tuple(image_shape), num_classes
+        super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
+        c, size = self.require_image("cocgan")
         self.specs = parse_stages(stages or default_generator_stages(size))
         side = 1
         for s in self.specs:
@@ -149,11 +133,10 @@ class CoCGenerator(Generator):
         self.to_colour = nn.Linear(dim, c)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.num_classes:
-            if y is None:
-                raise UsageError("this cocgan is conditional: it needs labels y")
+        y = self.check_labels(y)
+        if self.num_classes:  # GAN-INT-CLS: (N, half) of z, then (N, latent_dim - half) from the label
             half = self.latent_dim // 2
-            z = torch.cat([z[:, :half], self.label_fc(F.one_hot(y.long(), self.num_classes).float())], 1)
+            z = torch.cat([z[:, :half], self.label_fc(F.one_hot(y, self.num_classes).float())], 1)
         p, h, w = self.stem(z).unsqueeze(1), 1, 1  # (B, 1, D): one point
         for inc, blocks in zip(self.increasers, self.stage_blocks, strict=True):
             p, h, w = inc(p, h, w)  # (B, h*w, D)
@@ -167,10 +150,9 @@ class CoCDiscriminator(Discriminator):
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 cond_head: str = "projection", sn: bool = False):
-        super().__init__()
-        c, size = _image_shape(image_shape, "coc discriminator")
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
+                 cond_head: str = "projection"):
+        super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
+        c, size = self.require_image("coc discriminator")
         self.specs = parse_stages(stages)
         side, dim = size, c + 2  # points carry colour and coordinates
         self.reducers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
@@ -184,10 +166,7 @@ class CoCDiscriminator(Discriminator):
             self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
-        self.feature_dim = dim
-        self.head = ConditionalHead(dim, num_classes, cond_head)
-        if sn:
-            apply_spectral_norm(self)
+        self.init_head(dim)
 
     def features(self, x: Tensor) -> Tensor:
         _, _, h, w = x.shape
