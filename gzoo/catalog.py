@@ -46,8 +46,15 @@ def catalog(pm: Any = None) -> dict[str, Any]:
     return {"plugins": plugins, "components": components, "presets": presets}
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Write shared objects (two presets with the same option dict) out in full, no ``&id`` anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(pm: Any = None) -> str:
-    return HEADER + yaml.safe_dump(catalog(pm), sort_keys=False, width=100)
+    return HEADER + yaml.dump(catalog(pm), Dumper=_NoAliases, sort_keys=False, width=100)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,7 +37,8 @@ def gzoo_register_components(register: Any) -> None:
         ``kind`` is one of ``gzoo.registry.KINDS``. ``factory`` is a class or function whose
         keyword arguments with defaults become the component's options; context arguments
         (``image_shape``, ``num_classes`` for models, ``channels`` for blocks) are supplied
-        by gzoo. Two plugins registering the same ``kind``/``name`` is an error naming both.
+        by gzoo. A name (or alias) that another plugin registered first is skipped with one
+        warning naming both plugins; built-in plugins register before third-party ones.
     """
 
 

@@ -16,7 +16,7 @@ import torch
 import gzoo
 from gzoo import hookspecs
 from gzoo.config import RunConfig
-from gzoo.errors import UsageError
+from gzoo.errors import GzooError, UsageError
 from gzoo.plugins import PluginManager, PluginWarning
 from gzoo.trainer import Trainer, resume
 
@@ -61,14 +61,18 @@ def test_unregister_removes_components(pm, register_plugin):
         pm.registry.get("generator", "tiny")
 
 
-def test_duplicate_component_names_name_both_plugins(pm):
+def test_duplicate_component_name_is_skipped_and_names_both_plugins(pm):
     class Clash:
         @gzoo.hookimpl
         def gzoo_register_components(self, register):
             register("generator", "mlp", TinyGenerator)
+            register("generator", "tiny", TinyGenerator)
 
-    with pytest.raises(UsageError, match="claimed by two plugins: 'classic' and 'clash'"):
+    with pytest.warns(PluginWarning, match="generator 'mlp' is already registered by 'classic'; clash's mlp is skipped"):
         pm.register(Clash(), "clash")
+    assert pm.registry.get("generator", "mlp").plugin == "classic"  # the built-in keeps its name
+    assert pm.registry.get("generator", "tiny").plugin == "clash"  # the rest of the plugin loads
+    assert pm.info["clash"].conflicts == ["generator:mlp (kept: classic)"]
 
 
 def _fake_entry_points(monkeypatch, extra):
@@ -185,11 +189,28 @@ def test_every_hook_is_documented():
         assert f"{name}({params})" in doc, f"docs/writing-plugins.md lacks {name}({params})"
 
 
-def test_hookimpl_with_unknown_argument_is_rejected(pm):
+def test_hookimpl_with_unknown_argument_is_refused_in_one_line(pm):
+    """gzoo's registration (not pluggy's) names the plugin, the hook and the argument, in one
+    line, and leaves nothing of the plugin behind."""
+
     class Bad:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("generator", "tiny", TinyGenerator)
+
         @gzoo.hookimpl
         def gzoo_train_start(self, trainer, nonsense):
             pass
 
-    with pytest.raises(Exception, match="nonsense"):
-        pm.pm.register(Bad(), name="bad")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(GzooError) as err:
+            pm.register(Bad(), name="bad")
+    msgs = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    expected = ("its gzoo_train_start asks for 'nonsense', which gzoo does not pass; "
+                "gzoo_train_start gets: trainer")
+    assert msgs == [f"gzoo plugin 'bad' (registered at run time) failed to register: {expected}; it is skipped"]
+    assert str(err.value) == f"plugin 'bad' failed to register: {expected}"
+    assert not pm.pm.has_plugin("bad") and "bad" not in pm.info
+    with pytest.raises(UsageError):
+        pm.registry.get("generator", "tiny")
