@@ -35,6 +35,8 @@ class RunConfig:
     reg_opt: dict[str, dict[str, Any]] = field(default_factory=dict)  #: regularizer name -> options
     data_opt: dict[str, Any] = field(default_factory=dict)
     cond_opt: dict[str, Any] = field(default_factory=dict)
+    #: options of plugins that act through hooks: plugin name -> options (``--plugin-opt NAME.KEY=V``)
+    plugin_opt: dict[str, dict[str, Any]] = field(default_factory=dict)
     # -- schedule -------------------------------------------------------------------------
     steps: int = 600  #: generator updates (ignored when ``epochs`` is set)
     epochs: float | None = None  #: passes over the data by D; overrides ``steps``
@@ -86,7 +88,7 @@ class RunConfig:
             value = _coerce(key, value, source)
             if key.endswith("_opt"):
                 merged = dict(getattr(new, key))
-                if key == "reg_opt":
+                if key in ("reg_opt", "plugin_opt"):
                     for rname, opts in value.items():
                         merged[rname] = {**merged.get(rname, {}), **opts}
                 else:
@@ -191,7 +193,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         out = tuple(float(v) for v in value) if ok else value
     elif origin is dict:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-        if ok and key == "reg_opt":
+        if ok and key in ("reg_opt", "plugin_opt"):
             ok = all(isinstance(v, dict) for v in value.values())
     if not ok:
         raise UsageError(f"{source}: setting {key!r} must be {_describe(_field_types()[key])}, got {value!r}")

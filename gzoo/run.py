@@ -132,15 +132,23 @@ def generate(
     seed: int = 0,
     batch_size: int = 500,
     y: Tensor | None = None,
+    return_labels: bool = False,
     **options: Any,
-) -> Tensor:
-    """``n`` samples on the CPU, in eval mode, reproducible from ``seed``.
+) -> Tensor | tuple[Tensor, Tensor | None]:
+    """``n`` samples on the CPU, in eval mode, reproducible from ``seed``; with
+    ``return_labels``, ``(samples, labels)`` (labels None for an unconditional G).
 
     Labels come from ``y``, else the conditioner's ``fake_labels`` (class frequencies),
     else uniformly when G is conditional.
     """
-    out = list(generate_batches(G, n, cond=cond, seed=seed, batch_size=batch_size, y=y, **options))
-    return torch.cat(out) if out else torch.empty(0)
+    xs, ys = [], []
+    for x, yb in generate_batches(G, n, cond=cond, seed=seed, batch_size=batch_size, y=y, **options):
+        xs.append(x)
+        ys.append(yb)
+    samples = torch.cat(xs) if xs else torch.empty(0)
+    if not return_labels:
+        return samples
+    return samples, (torch.cat(ys) if ys and ys[0] is not None else None)
 
 
 def generate_batches(
@@ -152,8 +160,9 @@ def generate_batches(
     batch_size: int = 500,
     y: Tensor | None = None,
     **options: Any,
-) -> Iterator[Tensor]:
-    """:func:`generate`, one CPU batch at a time (the same numbers), for output streamed to disk."""
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """:func:`generate` one CPU batch at a time, ``(samples, labels)`` (the same numbers):
+    for output streamed to disk."""
     g = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
@@ -176,7 +185,7 @@ def generate_batches(
                     x = G(z, None if yb is None else yb.to(z.device))
         finally:
             G.train(was)
-        yield x.float().cpu()
+        yield x.float().cpu(), (None if yb is None else yb.cpu())
 
 
 # -- loaded runs ---------------------------------------------------------------------------------
@@ -251,14 +260,18 @@ class LoadedRun:
             return StoredLabels(weights)
         return self.cond
 
-    def generate(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Tensor:
-        out = list(self.generate_batches(n, ema=ema, seed=seed, **options))
-        return torch.cat(out) if out else torch.empty(0)
-
-    def generate_batches(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Iterator[Tensor]:
+    def generate(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Any:
+        """Like :meth:`gzoo.trainer.Trainer.generate` (``return_labels`` too); reads no data."""
         G = self.generator(ema)
-        needs_labels = G.num_classes and options.get("y") is None
-        return generate_batches(G, n, cond=self.labels if needs_labels else None, seed=seed, **options)
+        return generate(G, n, cond=self._label_source(G, options), seed=seed, **options)
+
+    def generate_batches(self, n: int, *, ema: bool = True, seed: int = 0,
+                         **options: Any) -> Iterator[tuple[Tensor, Tensor | None]]:
+        G = self.generator(ema)
+        return generate_batches(G, n, cond=self._label_source(G, options), seed=seed, **options)
+
+    def _label_source(self, G: Generator, options: dict[str, Any]) -> Any:
+        return self.labels if G.num_classes and options.get("y") is None else None
 
 
 class StoredLabels:

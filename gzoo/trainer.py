@@ -2,12 +2,17 @@
 
 Reading order: :class:`Trainer` builds the run (data, conditioner, models, optimizers),
 :meth:`Trainer.fit` loops over G steps, :meth:`Trainer.train_step` does ``n_critic``
-D updates and one G update, and :meth:`Trainer.state_dict` is what a checkpoint holds.
+D updates and one G update through the one update routine :meth:`Trainer._update`, and
+:meth:`Trainer.state_dict` is what a checkpoint holds. Every file a run writes goes
+through :class:`gzoo.outputs.RunOutputs`.
 
 Determinism: all randomness comes from ``config.seed`` -- the global torch RNG (model
 init, penalties), a data generator (batch indices) and a latent generator (z and fake
 labels). Every RNG state is checkpointed, so ``--resume`` continues bit for bit on CPU:
 10 + 10 steps give the same weights as 20.
+
+Losses are read back from the device (``.item()``) only when they are logged; each update
+checks its total once for NaN/inf, which is the one synchronisation per update.
 
 Plugins change training only through the hooks of :mod:`gzoo.hookspecs`; the run's
 conditioner is registered with the plugin manager for the run.
@@ -16,31 +21,29 @@ conditioner is registered with the plugin manager for the run.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    clean_stale_temps,
     find_checkpoint,
     load_checkpoint,
     nonfinite,
-    save_checkpoint,
 )
-from .config import RunConfig, complete_for_loss, save_yaml
+from .config import RunConfig, complete_for_loss
 from .errors import DivergenceError, GzooError, TrainingError, UsageError, one_line
-from .imaging import save_samples
+from .outputs import RunOutputs
 from .plugins import PluginManager, get_plugin_manager
 from .run import build_components, generate, resolve_device, untrusted_config
-from .rundir import RunLock, check_fresh, choose_run_dir, trim_log
+from .rundir import RunLock, check_fresh, choose_run_dir
 
 #: settings that may change when resuming; everything else must match the checkpoint.
 RESUMABLE = {
@@ -79,6 +82,22 @@ class IndexSampler:
         self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
 
 
+class Losses(Mapping):
+    """A step's losses as 0-d tensors, read as floats on access (a device sync only then)."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+
+    def __getitem__(self, key: str) -> float:
+        return float(self.tensors[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
 class Trainer:
     """Builds a run from a :class:`RunConfig` and trains it."""
 
@@ -90,58 +109,56 @@ class Trainer:
         self.notes: list[str] = []
         if resume_state is None:  # a resumed run keeps the settings it was started with
             config, self.notes = complete_for_loss(config, self.registry, explicit)
-        self.config = config
-        self.device = resolve_device(config.device)
-        torch.manual_seed(config.seed)
+        self.config = c = config
+        self.device = resolve_device(c.device)
+        torch.manual_seed(c.seed)
 
         # data and conditioning
-        self.data = self.registry.create("dataset", config.data, **config.data_opt)
+        self.data = self.registry.create("dataset", c.data, **c.data_opt)
         if len(self.data) == 0:
-            raise UsageError(f"dataset {config.data!r} is empty")
-        self.cond = None
-        if config.cond:
-            self.cond = self.registry.create("conditioner", config.cond, dataset=self.data, **config.cond_opt)
-        elif config.cond_opt:
+            raise UsageError(f"dataset {c.data!r} is empty")
+        if c.cond_opt and not c.cond:
             raise UsageError("--cond-opt given without --cond")
+        self.cond = self.registry.create("conditioner", c.cond, dataset=self.data, **c.cond_opt) if c.cond else None
         self.num_classes = self.cond.num_classes if self.cond else 0
         self.image_shape = tuple(self.data.image_shape)
 
-        # models, loss, regularizers
-        comps = build_components(config, self.image_shape, self.num_classes, self.registry)
+        # models, loss, regularizers, optimizers, schedules
+        comps = build_components(c, self.image_shape, self.num_classes, self.registry)
         self.G, self.D, self.loss, self.regs = comps.G.to(self.device), comps.D.to(self.device), comps.loss, comps.regs
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if config.ema else None
-
-        # optimizers and schedules
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
         self.total_steps = self._total_steps()
-        self.opt_G = self._optimizer(self.G.parameters(), config.lr)
-        self.opt_D = self._optimizer(self.D.parameters(), config.lr_d or config.lr)
-        self.sched_G = self._schedule(self.opt_G)
-        self.sched_D = self._schedule(self.opt_D)
+        self.opt_G = self._optimizer(self.G.parameters(), c.lr)
+        self.opt_D = self._optimizer(self.D.parameters(), c.lr_d or c.lr)
+        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, self.lr_factor)
+        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, self.lr_factor)
 
         # randomness: data order, latents, sample-grid latents
-        self.sampler = IndexSampler(len(self.data), config.seed + 1)
-        self.z_gen = torch.Generator().manual_seed(config.seed + 2)
-        self.grid_seed = config.seed + 3
+        self.sampler = IndexSampler(len(self.data), c.seed + 1)
+        self.z_gen = torch.Generator().manual_seed(c.seed + 2)
+        self.grid_seed = c.seed + 3
 
         self.step = 0  # G updates done
         self.d_steps = 0  # D updates done
         self.plugin_state: dict[str, Any] = {}
-        self.run_dir = Path(run_dir) if run_dir else choose_run_dir(config.out, config.default_name())
+        self.run_dir = Path(run_dir) if run_dir else choose_run_dir(c.out, c.default_name())
+        self.outputs = RunOutputs(self.run_dir)
         self._resume_state = resume_state
-        self._tb: Any = None
-        self._stop_requested = False
-        self._saving = False
-        #: where the current step is: "idle" (between steps: state consistent), "inputs" (drawing
-        #: data and latents: undone from ``_snapshot`` on failure) or "update" (weights changing)
-        self._phase = "idle"
-        self._snapshot: dict[str, Any] = {}
         self.saved_step: int | None = resume_state["step"] if resume_state else None
+        self._stop_requested = self._saving = False
+        #: where the current step is: "idle" (between steps: state consistent), "inputs" (drawing
+        #: data: undone from ``_snapshot`` on failure) or "update" (weights changing)
+        self._phase, self._snapshot = "idle", {}
         self._preflight()
 
     def _preflight(self) -> None:
-        """Check before step 1 what would otherwise fail mid-run: visualizer names, that
-        periodic evaluation can measure this data, and the run directory (writable, not in
-        use, holding no other run: checked again under the lock when training starts)."""
+        """Check before step 1 what would otherwise fail mid-run: visualizer names, plugin
+        options, that periodic evaluation can measure this data, and the run directory
+        (writable, not in use, holding no other run: checked again under the lock)."""
+        unknown = sorted(set(self.config.plugin_opt) - set(self.pm.info))
+        if unknown:
+            raise UsageError(f"--plugin-opt names plugin(s) {', '.join(map(repr, unknown))} that are not loaded; "
+                             f"loaded plugins: {', '.join(sorted(self.pm.info))}")
         for name in self.config.viz:
             self.registry.get("visualizer", name)
         if self.config.eval_every:
@@ -154,7 +171,6 @@ class Trainer:
             check_fresh(self.run_dir)
         RunLock(self.run_dir).acquire().release()  # creates the directory: after every other check
 
-    # -- construction helpers ----------------------------------------------------------------
     def _total_steps(self) -> int:
         c = self.config
         if c.epochs is not None:
@@ -165,9 +181,6 @@ class Trainer:
         if self.config.optimizer == "adam":
             return torch.optim.Adam(params, lr=lr, betas=tuple(self.config.betas))
         return torch.optim.RMSprop(params, lr=lr)
-
-    def _schedule(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        return torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor)
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier at ``step``: 1, or the cosine ``(1 + cos(pi t / T)) / 2``.
@@ -183,108 +196,6 @@ class Trainer:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
     # -- the loop ------------------------------------------------------------------------------
-    def next_batch(self) -> tuple[Tensor, Tensor]:
-        x, y = self.data.get_batch(self.sampler.next(self.config.batch_size))
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-    def latents(self, n: int) -> tuple[Tensor, Tensor | None]:
-        z = self.G.sample_latent(n, generator=self.z_gen)
-        y = self.cond.fake_labels(n, generator=self.z_gen).to(self.device) if self.cond else None
-        return z, y
-
-    def train_step(self) -> dict[str, float]:
-        """``n_critic`` discriminator updates, then one generator update.
-
-        The step's data is read first, while nothing has changed yet: a batch that cannot be
-        read (a corrupt image) leaves the run at the previous step, which is then saved.
-        """
-        c, G, D, hook = self.config, self.G, self.D, self.pm.hook
-        self._snapshot = self._rng_state()
-        self._phase = "inputs"
-        batches = [self.next_batch() for _ in range(c.n_critic)]
-        losses: dict[str, float] = {}
-        for x, y in batches:
-            hook.gzoo_before_d_step(trainer=self, step=self.step)
-            y_real = self.cond.real_labels(x, y) if self.cond else None
-            z, y_fake = self.latents(x.shape[0])
-            with torch.no_grad():
-                fake = G(z, y_fake)
-            loss_d = self.loss.d_loss(D(x, y_real), D(fake, y_fake))
-            total = loss_d
-            losses["loss_d"] = loss_d.item()
-            for name, reg in self.regs.items():
-                if reg.target == "d" and reg.due(self.d_steps):
-                    p = reg.penalty(D, x, fake, y_real, y_fake)
-                    total = total + reg.weight * reg.every * p
-                    losses[f"reg_{name}"] = p.item()
-            self._guard(losses, "D")
-            self.opt_D.zero_grad(set_to_none=True)
-            total.backward()
-            if c.grad_clip:
-                torch.nn.utils.clip_grad_norm_(D.parameters(), c.grad_clip)
-            self._phase = "update"
-            self.opt_D.step()
-            for reg in self.regs.values():
-                reg.after_d_step(D)
-            self.d_steps += 1
-            hook.gzoo_after_d_step(trainer=self, step=self.step, losses=dict(losses))
-
-        D.requires_grad_(False)
-        try:
-            z, y_fake = self.latents(c.batch_size)
-            loss_g = self.loss.g_loss(D(G(z, y_fake), y_fake))
-            total = loss_g
-            losses["loss_g"] = loss_g.item()
-            for name, reg in self.regs.items():
-                if reg.target == "g" and reg.due(self.step):
-                    p = reg.penalty(D, None, G(z, y_fake), None, y_fake)
-                    total = total + reg.weight * reg.every * p
-                    losses[f"reg_{name}"] = p.item()
-            self._guard(losses, "G")
-            self.opt_G.zero_grad(set_to_none=True)
-            total.backward()
-        finally:
-            D.requires_grad_(True)
-        if c.grad_clip:
-            torch.nn.utils.clip_grad_norm_(G.parameters(), c.grad_clip)
-        self.opt_G.step()
-        for reg in self.regs.values():
-            reg.after_g_step(G)
-        if self.G_ema is not None:
-            update_ema(self.G_ema, G, c.ema)
-        self.sched_G.step()
-        self.sched_D.step()
-        self.step += 1
-        self._phase = "idle"
-        hook.gzoo_after_g_step(trainer=self, step=self.step, losses=dict(losses))
-        return losses
-
-    def _rng_state(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "z": self.z_gen.get_state(), "torch": torch.get_rng_state()}
-
-    def _undo_inputs(self) -> None:
-        """Return to the start of a step whose inputs were drawn but that changed no weight."""
-        if self._phase == "inputs":
-            self.sampler.load_state_dict(self._snapshot["sampler"])
-            self.z_gen.set_state(self._snapshot["z"])
-            torch.set_rng_state(self._snapshot["torch"])
-            self._phase = "idle"
-
-    def _guard(self, losses: dict[str, float], who: str) -> None:
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-        if bad:
-            raise DivergenceError(
-                f"training diverged at step {self.step} ({who} update): "
-                + ", ".join(f"{k}={v}" for k, v in bad.items())
-                + f". {self._kept()} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
-            )
-
-    def _kept(self) -> str:
-        last = self.run_dir / "checkpoints" / "last.pt"
-        if self.saved_step is None or not last.exists():
-            return "No checkpoint had been written yet."
-        return f"The last good checkpoint is {last} (step {self.saved_step})."
-
     def fit(self) -> str:
         """Train until ``total_steps``; returns "finished" or "interrupted", or raises.
 
@@ -294,23 +205,11 @@ class Trainer:
         weight) and saves that. Any other exception saves the last finished step as
         ``last.pt`` when its weights are finite, then re-raises with a line saying so.
         """
-        with RunLock(self.run_dir):
-            return self._fit()
-
-    def _fit(self) -> str:
-        c = self.config
-        if self._resume_state is None:
-            check_fresh(self.run_dir)
-            save_yaml(c, self.run_dir / "config.yaml", self.notes)
-        else:
-            trim_log(self.run_dir / "metrics.jsonl", int(self._resume_state["step"]))
-        for sub in ("checkpoints", "samples"):
-            (self.run_dir / sub).mkdir(exist_ok=True)
-        clean_stale_temps(self.run_dir / "checkpoints")
+        resume_step = None if self._resume_state is None else int(self._resume_state["step"])
+        self.outputs.open(self.config, resume_step=resume_step, notes=self.notes)
         if self.cond is not None:
             self.pm.pm.register(self.cond, name="run-conditioner")
-        status = "finished"
-        previous_handlers = _install_signal_handlers(self)
+        status, handlers = "finished", _install_signal_handlers(self)
         try:
             if self.cond is not None:
                 self.cond.setup(self)
@@ -331,13 +230,160 @@ class Trainer:
             status = "failed"
             raise self._failed(exc) from exc
         finally:
-            _restore_signal_handlers(previous_handlers)
+            _restore_signal_handlers(handlers)
             self.pm.hook.gzoo_train_end(trainer=self, status=status)
             if self.cond is not None and self.pm.pm.is_registered(self.cond):
                 self.pm.pm.unregister(self.cond)
-            if self._tb:
-                self._tb.close()
+            self.outputs.close()
         return status
+
+    def _loop(self) -> str:
+        c = self.config
+        start_step, t0 = self.step, time.perf_counter()
+        window_t, window_steps = t0, 0
+        with _progress(c.progress and self.step < self.total_steps) as progress:
+            task = progress.add_task("training", total=self.total_steps, completed=self.step, status="")
+            while self.step < self.total_steps:
+                losses = self.train_step()
+                window_steps += 1
+                if c.log_every and (self.step % c.log_every == 0 or self.step == self.total_steps):
+                    now = time.perf_counter()
+                    ips = window_steps * c.batch_size / max(now - window_t, 1e-9)
+                    row = {**losses, "lr": self.opt_G.param_groups[0]["lr"], "img_per_s": ips, "time": now - t0}
+                    self.log_metrics(row)
+                    status = " ".join(f"{k}={v:.3f}" for k, v in losses.items()) + f" | {ips:.0f} img/s"
+                    progress.update(task, status=status)
+                    window_t, window_steps = now, 0
+                progress.update(task, completed=self.step)
+                if c.sample_every and self.step % c.sample_every == 0:
+                    self.write_samples()
+                if c.ckpt_every and self.step % c.ckpt_every == 0:
+                    self.save_checkpoint("last")
+                if self._stop_requested:
+                    self.save_checkpoint("last")
+                    return "interrupted"
+        if self.step > start_step or not self.outputs.last.exists():
+            self.write_samples()
+            self.save_checkpoint("last")
+        return "finished"
+
+    def train_step(self) -> Losses:
+        """``n_critic`` discriminator updates, then one generator update.
+
+        The step's data is read first, while nothing has changed yet: a batch that cannot be
+        read (a corrupt image) leaves the run at the previous step, which is then saved.
+        """
+        c, G, D, hook = self.config, self.G, self.D, self.pm.hook
+        self._snapshot = {"sampler": self.sampler.state_dict(), "z": self.z_gen.get_state(),
+                          "torch": torch.get_rng_state()}
+        self._phase = "inputs"
+        batches = [self.next_batch() for _ in range(c.n_critic)]
+        losses = Losses()
+        for x, y in batches:
+            hook.gzoo_before_d_step(trainer=self, step=self.step)
+            y_real = self.cond.real_labels(x, y) if self.cond else None
+            z, y_fake = self.latents(x.shape[0])
+            with torch.no_grad():
+                fake = G(z, y_fake)
+            loss_d = self.loss.d_loss(D(x, y_real), D(fake, y_fake))
+            penalties = self._penalties("d", self.d_steps, D, x, fake, y_real, y_fake)
+            self._update("D", D, self.opt_D, loss_d, penalties, losses)
+            self.d_steps += 1
+            hook.gzoo_after_d_step(trainer=self, step=self.step, losses=losses)
+
+        D.requires_grad_(False)
+        try:
+            z, y_fake = self.latents(c.batch_size)
+            fake = G(z, y_fake)
+            real_logits = D(x, y_real) if self.loss.relativistic else None  # on the last D batch
+            loss_g = self.loss.g_loss(D(fake, y_fake), real_logits)
+            penalties = self._penalties("g", self.step, D, None, fake, None, y_fake)  # the same fake batch
+            self._update("G", G, self.opt_G, loss_g, penalties, losses)
+        finally:
+            D.requires_grad_(True)
+        if self.G_ema is not None:
+            update_ema(self.G_ema, G, c.ema)
+        self.sched_G.step()
+        self.sched_D.step()
+        self.step += 1
+        self._phase = "idle"
+        hook.gzoo_after_g_step(trainer=self, step=self.step, losses=losses)
+        return losses
+
+    def _penalties(self, target: str, step: int, *args: Any) -> dict[str, tuple[float, Tensor]]:
+        """The due penalties of ``target`` ("d" or "g"): name -> (scale, value), the scale being
+        ``weight * every`` (a lazy penalty counts for the steps it skipped)."""
+        return {name: (reg.weight * reg.every, reg.penalty(*args))
+                for name, reg in self.regs.items() if reg.target == target and reg.due(step)}
+
+    def _update(self, who: str, model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor,
+                penalties: dict[str, tuple[float, Tensor]], losses: Losses) -> None:
+        """The one update of D or G: the loss plus its scaled penalties, the NaN guard,
+        backward, gradient clipping, the optimizer step, the regularizers' after-step hooks."""
+        total = loss + sum(scale * p for scale, p in penalties.values())
+        losses.tensors[f"loss_{who.lower()}"] = loss.detach()
+        losses.tensors.update({f"reg_{name}": p.detach() for name, (_, p) in penalties.items()})
+        if not bool(torch.isfinite(total.detach())):  # the update's one device sync
+            self._guard(losses, who)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        self._phase = "update"
+        opt.step()
+        for reg in self.regs.values():
+            reg.after_d_step(model) if who == "D" else reg.after_g_step(model)
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        x, y = self.data.get_batch(self.sampler.next(self.config.batch_size))
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def latents(self, n: int) -> tuple[Tensor, Tensor | None]:
+        z = self.G.sample_latent(n, generator=self.z_gen)
+        y = self.cond.fake_labels(n, generator=self.z_gen).to(self.device) if self.cond else None
+        return z, y
+
+    def plugin_options(self, plugin: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """The options ``--plugin-opt PLUGIN.KEY=VALUE`` gave ``plugin``, over its ``defaults``;
+        each value is checked against its default's type, unknown keys are refused."""
+        from .registry import Option
+
+        given = self.config.plugin_opt.get(plugin, {})
+        out = dict(defaults)
+        for key, value in given.items():
+            if key not in defaults:
+                raise UsageError(f"plugin {plugin!r} has no option {key!r}; valid: "
+                                 + (", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"))
+            default = defaults[key]
+            option = Option(key, default, None if default is None else type(default))
+            out[key] = option.coerce(value, owner=f"plugin {plugin!r}")
+        return out
+
+    def request_stop(self) -> None:
+        """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    # -- faults -----------------------------------------------------------------------------------
+    def _guard(self, losses: Mapping[str, float], who: str) -> None:
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        raise DivergenceError(
+            f"training diverged at step {self.step} ({who} update): "
+            + ", ".join(f"{k}={v}" for k, v in bad.items())
+            + f". {self._kept()} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
+        )
+
+    def _kept(self) -> str:
+        if self.saved_step is None or not self.outputs.last.exists():
+            return "No checkpoint had been written yet."
+        return f"The last good checkpoint is {self.outputs.last} (step {self.saved_step})."
+
+    def _undo_inputs(self) -> None:
+        """Return to the start of a step whose inputs were drawn but that changed no weight."""
+        if self._phase == "inputs":
+            self.sampler.load_state_dict(self._snapshot["sampler"])
+            self.z_gen.set_state(self._snapshot["z"])
+            torch.set_rng_state(self._snapshot["torch"])
+            self._phase = "idle"
 
     def _failed(self, exc: Exception) -> Exception:
         """Save what can be saved after ``exc``; the exception to raise, saying what was kept."""
@@ -346,8 +392,7 @@ class Trainer:
             kept = f"it struck during an update, so step {self.step} was not saved. {self._kept()}"
         else:
             try:
-                path = self.save_checkpoint("last")
-                kept = f"step {self.step} was saved to {path}."
+                kept = f"step {self.step} was saved to {self.save_checkpoint('last')}."
             except GzooError as save_exc:
                 kept = f"saving failed too ({save_exc}). {self._kept()}"
         resume = f" Continue with: gzoo run --resume {self.run_dir}" if self.saved_step is not None else ""
@@ -356,76 +401,25 @@ class Trainer:
         return TrainingError(f"training failed at step {self.step}: {type(exc).__name__}: {one_line(exc)}; "
                              f"{kept}{resume}")
 
-    def _loop(self) -> str:
-        c = self.config
-        start_step, t0 = self.step, time.perf_counter()
-        window_t, window_steps = t0, 0
-        progress = _progress(c.progress and self.step < self.total_steps)
-        with progress:
-            task = progress.add_task("training", total=self.total_steps, completed=self.step, status="")
-            while self.step < self.total_steps:
-                losses = self.train_step()
-                window_steps += 1
-                now = time.perf_counter()
-                ips = window_steps * c.batch_size / max(now - window_t, 1e-9)
-                status = " ".join(f"{k}={v:.3f}" for k, v in losses.items()) + f" | {ips:.0f} img/s"
-                progress.update(task, completed=self.step, status=status)
-                if c.log_every and (self.step % c.log_every == 0 or self.step == self.total_steps):
-                    lr = self.opt_G.param_groups[0]["lr"]
-                    self.log_metrics({**losses, "lr": lr, "img_per_s": ips, "time": now - t0})
-                    window_t, window_steps = now, 0
-                if c.sample_every and self.step % c.sample_every == 0:
-                    self.write_samples()
-                if c.ckpt_every and self.step % c.ckpt_every == 0:
-                    self.save_checkpoint("last")
-                if self._stop_requested:
-                    self.save_checkpoint("last")
-                    return "interrupted"
-        if self.step > start_step or not (self.run_dir / "checkpoints" / "last.pt").exists():
-            self.write_samples()
-            self.save_checkpoint("last")
-        return "finished"
+    # -- outputs (written through self.outputs) -----------------------------------------------------
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Append ``metrics`` to ``metrics.jsonl`` (and TensorBoard) at ``step`` (default: now)."""
+        self.outputs.log(dict(metrics), self.step if step is None else step)
 
-    def request_stop(self) -> None:
-        """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
-        self._stop_requested = True
-
-    # -- outputs --------------------------------------------------------------------------------
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        step = self.step if step is None else step
-        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        tb = self._tensorboard()
-        if tb is not None:
-            for k, v in metrics.items():
-                tb.add_scalar(k, float(v), step)
-
-    def _tensorboard(self) -> Any:
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional extra
-                self._tb = False
-                return None
-            self._tb = SummaryWriter(str(self.run_dir / "tb"))
-        return self._tb or None
-
-    def generate(self, n: int, *, ema: bool = True, seed: int = 0, **options: Any) -> Tensor:
+    def generate(self, n: int, *, ema: bool = True, seed: int = 0, return_labels: bool = False,
+                 **options: Any) -> Tensor | tuple[Tensor, Tensor | None]:
+        """``n`` samples on the CPU (EMA weights when the run keeps them), reproducible from
+        ``seed``; with ``return_labels=True``, ``(samples, labels)`` (labels None when
+        unconditional): the labels given as ``y=``, else those drawn from the conditioner."""
         G = self.G_ema if (ema and self.G_ema is not None) else self.G
-        return generate(G, n, cond=self.cond, seed=seed, **options)
+        return generate(G, n, cond=self.cond, seed=seed, return_labels=return_labels, **options)
 
     def write_samples(self) -> Path:
-        path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
         n = self.config.n_samples if len(self.image_shape) == 3 else 2500
-        y = None
-        if self.num_classes and len(self.image_shape) == 3:
-            y = torch.arange(n) % self.num_classes
+        y = torch.arange(n) % self.num_classes if self.num_classes and len(self.image_shape) == 3 else None
         samples = self.generate(n, seed=self.grid_seed, y=y)
-        real = None
-        if len(self.image_shape) == 1:
-            real = self.data.get_batch(torch.arange(min(len(self.data), 2500)))[0]
-        save_samples(samples, path, real)
+        real = self.data.get_batch(torch.arange(min(len(self.data), 2500)))[0] if len(self.image_shape) == 1 else None
+        path = self.outputs.samples(samples, self.step, real)
         for name in self.config.viz:
             self.registry.create("visualizer", name, run=self, out=path.with_name(f"{path.stem}_{name}.png"))
         self.pm.hook.gzoo_on_sample(trainer=self, step=self.step, path=path)
@@ -442,27 +436,16 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
-            "step": self.step,
-            "d_steps": self.d_steps,
-            "config": self.config.to_dict(),
-            "image_shape": list(self.image_shape),
-            "num_classes": self.num_classes,
-            "versions": self.pm.versions(),
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
+            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+            "step": self.step, "d_steps": self.d_steps, "config": self.config.to_dict(),
+            "image_shape": list(self.image_shape), "num_classes": self.num_classes, "versions": self.pm.versions(),
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "sched_G": self.sched_G.state_dict(),
-            "sched_D": self.sched_D.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "sched_G": self.sched_G.state_dict(), "sched_D": self.sched_D.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "z": self.z_gen.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": {"torch": torch.get_rng_state(), "z": self.z_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "cond": self.cond.state_dict() if self.cond is not None else {},
             "plugins": {},
         }
@@ -492,18 +475,17 @@ class Trainer:
 
     def save_checkpoint(self, tag: str = "last") -> Path:
         """Write ``checkpoints/<tag>.pt`` atomically; never a checkpoint of non-finite weights."""
-        path = self.run_dir / "checkpoints" / f"{tag}.pt"
         bad = [f"{name}.{k}" for name, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)) if m is not None
                for k in nonfinite(m.state_dict())]
         if bad:
             raise DivergenceError(
                 f"training diverged at step {self.step}: non-finite weights ({', '.join(bad[:3])}"
-                f"{', ...' if len(bad) > 3 else ''}), so {path.name} was not overwritten. {self._kept()} "
+                f"{', ...' if len(bad) > 3 else ''}), so {tag}.pt was not overwritten. {self._kept()} "
                 "Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
             )
         self._saving = True
         try:
-            save_checkpoint(self.state_dict(), path)
+            path = self.outputs.checkpoint(self.state_dict(), tag)
         finally:
             self._saving = False
         if tag == "last":

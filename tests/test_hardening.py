@@ -397,6 +397,12 @@ class MarkupPlugin:
 class MarkupLoss(gzoo.interfaces.Loss):
     """Takes [int] steps and [bold]no[/bold] markup."""
 
+    def d_loss(self, real, fake):
+        return fake.mean() - real.mean()
+
+    def g_loss(self, fake, real=None):
+        return -fake.mean()
+
 
 def test_list_shows_plugin_text_verbatim(cli, register_plugin):
     register_plugin(MarkupPlugin(), "markup")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -201,3 +202,148 @@ def test_sample_grid_is_written_for_images_and_points(tmp_path):
 
     im = Image.open(t.run_dir / "samples" / "step_000002.png")
     assert im.size == (256, 256)  # the scatter plot of 2-D samples
+
+
+class Recorder(Loss):
+    """Records what the trainer passes to ``g_loss`` (relativistic or not, by option)."""
+
+    calls: list = []
+
+    def __init__(self, *, relativistic: bool = False):
+        self.relativistic = relativistic
+
+    def d_loss(self, real, fake):
+        return fake.mean() - real.mean()
+
+    def g_loss(self, fake, real=None):
+        Recorder.calls.append((fake.detach().clone(), None if real is None else real.detach().clone()))
+        return -fake.mean()
+
+
+class CountingG(gzoo.interfaces.Generator):
+    """A 2-D generator that counts its forward passes."""
+
+    forwards = 0
+
+    def __init__(self, *, image_shape, num_classes: int = 0):
+        super().__init__()
+        self.latent_dim, self.image_shape, self.num_classes = 4, tuple(image_shape), num_classes
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, z, y=None):
+        CountingG.forwards += 1
+        return self.lin(z)
+
+
+class GPenalty(gzoo.interfaces.Regularizer):
+    """A G-side penalty that records the fake batch it is given."""
+
+    target = "g"
+    seen: list = []
+
+    def penalty(self, D, real, fake, y_real, y_fake):
+        GPenalty.seen.append(fake)
+        return fake.pow(2).mean()
+
+
+class ContractPlugin:
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        register("loss", "recorder", Recorder)
+        register("generator", "counting", CountingG)
+        register("regularizer", "g-pen", GPenalty)
+
+
+@pytest.mark.parametrize("relativistic", [False, True])
+def test_g_loss_gets_the_real_logits_when_the_loss_asks(tmp_path, register_plugin, relativistic):
+    register_plugin(ContractPlugin(), "contract")
+    Recorder.calls = []
+    t = train(RunConfig(**RING, loss="recorder", loss_opt={"relativistic": relativistic}, steps=2,
+                        out=str(tmp_path / "r")))
+    assert len(Recorder.calls) == 2
+    fake, real = Recorder.calls[-1]
+    if not relativistic:
+        assert real is None
+        return
+    # the real logits of the step's (last) D batch under the D that the G update sees
+    assert real.shape == fake.shape == (RING["batch_size"],)
+    t.sampler.load_state_dict(t._snapshot["sampler"])  # the batches of the last step
+    x, _ = t.next_batch()
+    with torch.no_grad():  # no D update came after that G update: the D is the same
+        torch.testing.assert_close(t.D(x), real)
+
+
+def test_ragan_trains_end_to_end(tmp_path):
+    t = train(RunConfig(**RING, loss="ragan", steps=3, out=str(tmp_path / "r")))
+    assert t.step == 3
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(map(math.isfinite, (rows[-1]["loss_d"], rows[-1]["loss_g"])))
+
+
+def test_one_g_forward_per_update_and_g_penalties_reuse_the_fake_batch(tmp_path, register_plugin):
+    register_plugin(ContractPlugin(), "contract")
+    CountingG.forwards, GPenalty.seen = 0, []
+    t = Trainer(RunConfig(**{**RING, "gen_opt": {}, "gen": "counting"}, reg=["g-pen"], n_critic=2, steps=3,
+                          out=str(tmp_path / "r")))
+    CountingG.forwards = 0  # building ran shape checks
+    for _ in range(3):
+        t.train_step()
+    assert CountingG.forwards == 3 * (2 + 1)  # n_critic fakes + one for the G update, no second G pass
+    assert len(GPenalty.seen) == 3 and all(f.requires_grad for f in GPenalty.seen)
+
+
+def test_hooks_read_losses_as_floats(tmp_path, register_plugin):
+    seen = []
+
+    class Reader:
+        @gzoo.hookimpl
+        def gzoo_after_g_step(self, losses):
+            seen.append(dict(losses))
+
+    register_plugin(Reader(), "reader")
+    train(RunConfig(**RING, steps=2, out=str(tmp_path / "r")))
+    assert len(seen) == 2 and set(seen[0]) == {"loss_d", "loss_g"}
+    assert all(isinstance(v, float) for v in seen[0].values())
+
+
+def test_generate_returns_the_labels_it_used(tmp_path):
+    t = train(RunConfig(**RING, cond="labels", steps=1, out=str(tmp_path / "r")))
+    x, y = t.generate(300, seed=5, return_labels=True)
+    assert x.shape == (300, 2) and y.shape == (300,) and y.dtype == torch.long
+    torch.testing.assert_close(t.generate(300, seed=5), x)  # the same samples without labels
+    assert 0 <= int(y.min()) and int(y.max()) < t.num_classes and len(y.unique()) > 1
+    x2, y2 = t.generate(10, seed=5, y=torch.full((10,), 3), return_labels=True)
+    assert (y2 == 3).all()
+    u = train(RunConfig(**RING, steps=1, out=str(tmp_path / "u")))
+    assert u.generate(4, return_labels=True)[1] is None
+
+
+class EveryN:
+    """A hook plugin with an option: it logs a counter every ``n`` steps (``--plugin-opt every-n.n=2``)."""
+
+    seen: list = []
+
+    @gzoo.hookimpl
+    def gzoo_train_start(self, trainer):
+        self.opts = trainer.plugin_options("every-n", {"n": 3, "label": "tick"})
+        EveryN.seen.append(self.opts)
+
+
+def test_plugin_options_reach_the_plugin_and_are_saved(cli, tmp_path, register_plugin):
+    import yaml
+
+    register_plugin(EveryN(), "every-n")
+    EveryN.seen = []
+    ring = ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--gen-opt", "hidden=8", "--disc-opt", "hidden=8"]
+    fast = ["--steps", "1", "--batch-size", "8", "--sample-every", "0", "--quiet"]
+    r = cli("run", *ring, *fast, "--plugin-opt", "every-n.n=2", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert EveryN.seen == [{"n": 2, "label": "tick"}]
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["plugin_opt"] == {"every-n": {"n": 2}}
+    for opt, message in (("every-n.m=2", "has no option 'm'; valid: n=3, label='tick'"),
+                         ("every-n.n=many", "must be int"),
+                         ("nope.n=2", "'nope' that are not loaded"),
+                         ("every-n=2", "expects PLUGIN.KEY=VALUE")):
+        r = cli("run", *ring, *fast, "--plugin-opt", opt, "--out", tmp_path / opt.replace("=", "_"))
+        assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.output, r.output

@@ -23,6 +23,7 @@ def gzoo_register_components(register: Any) -> None:
     register("loss", "wgan", losses.WGAN, paper="Arjovsky et al. 2017, arXiv:1701.07875")
     register("loss", "hinge", losses.Hinge, paper="Lim & Ye 2017, arXiv:1705.02894")
     register("loss", "lsgan", losses.LSGAN, paper="Mao et al. 2017, arXiv:1611.04076")
+    register("loss", "ragan", losses.RaGAN, paper="Jolicoeur-Martineau 2019, arXiv:1807.00734")
     register("regularizer", "clip", regularizers.WeightClip, paper="Arjovsky et al. 2017")
     register("regularizer", "gp", regularizers.GradientPenalty, paper="Gulrajani et al. 2017, arXiv:1704.00028")
     register("regularizer", "r1", regularizers.R1, paper="Mescheder et al. 2018, arXiv:1801.04406")
