@@ -34,8 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
 
+from gzoo import create  # noqa: E402
 from gzoo.config import RunConfig  # noqa: E402
-from gzoo.evaluation import MIXTURE_METRICS, evaluate_generator, metric_names  # noqa: E402
+from gzoo.evaluation import classifier_for, evaluate_generator, measured_by, metric_names  # noqa: E402
 from gzoo.run import count_parameters  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
@@ -189,9 +190,8 @@ def main() -> None:
     combos = [Combo(g, d, loss, regs, opt) for g, d in pairs for loss, regs, opt in parse_losses(args.losses)]
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
-    from gzoo.metrics.features import base_dataset, get_classifier
 
-    clf = None if metric_names(args.data) is MIXTURE_METRICS else get_classifier(base_dataset(args.data), 28)
+    clf = None if measured_by(create("dataset", args.data)) == "mixture" else classifier_for(args.data, 28)
     rows = run_grid(combos, args.data, seeds, args.steps, args.batch_size, args.n_eval, Path(args.workdir))
     minutes = (time.perf_counter() - t0) / 60
     acc = f" (its test accuracy: {clf.accuracy:.3f})" if clf is not None else ""

@@ -51,6 +51,16 @@ def _parse_reg_opts(values: tuple[str, ...], regs: list[str]) -> dict[str, dict[
     return out
 
 
+def _parse_plugin_opts(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_kv(values, "--plugin-opt").items():
+        plugin, dot, opt = key.partition(".")
+        if not dot or not plugin or not opt:
+            raise click.UsageError(f"--plugin-opt expects PLUGIN.KEY=VALUE, got {key}={value}")
+        out.setdefault(plugin, {})[opt] = _yaml_scalar(value)
+    return out
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="gzoo")
 def cli() -> None:
@@ -67,14 +77,26 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.option("--kind", "-k", help="Only this kind (generator, discriminator, loss, regularizer, block, dataset, conditioner, visualizer, preset).")
+@click.argument("name", required=False)
+@click.option("--kind", "-k", help="Only this kind (generator, discriminator, loss, regularizer, block, dataset, conditioner, visualizer, preset); with NAME, the one of that kind.")
 @click.option("--filter", "pattern", help="Only names matching this glob, e.g. '*coc*'.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_cmd(kind: str | None, pattern: str | None, as_json: bool) -> None:
-    """List registered components and presets."""
+def list_cmd(name: str | None, kind: str | None, pattern: str | None, as_json: bool) -> None:
+    """List registered components and presets; `gzoo list NAME` shows one in detail.
+
+    \b
+    gzoo list                      every component and preset
+    gzoo list dcgan                the generator and the discriminator 'dcgan', with options
+    gzoo list dcgan --kind discriminator --json
+    """
     from .plugins import get_plugin_manager
 
     reg = get_plugin_manager().registry
+    if name is not None:
+        if pattern is not None:
+            raise click.UsageError("give a NAME or --filter, not both")
+        _show_one(reg, name, kind, as_json)
+        return
     want_presets = kind in (None, "preset")
     specs = [] if kind == "preset" else reg.list(kind, pattern)
     presets = {n: p for n, p in sorted(reg.presets.items()) if want_presets and (pattern is None or _match(n, pattern))}
@@ -98,6 +120,75 @@ def list_cmd(kind: str | None, pattern: str | None, as_json: bool) -> None:
     _console().print(table)
 
 
+#: how options of each kind are set on the command line (``gzoo list NAME`` says it).
+OPTION_FLAGS = {
+    "generator": "gzoo run --gen-opt KEY=VALUE",
+    "discriminator": "gzoo run --disc-opt KEY=VALUE",
+    "loss": "gzoo run --loss-opt KEY=VALUE",
+    "regularizer": "gzoo run --reg-opt {name}.KEY=VALUE",
+    "dataset": "gzoo run --data-opt KEY=VALUE",
+    "conditioner": "gzoo run --cond-opt KEY=VALUE",
+    "visualizer": "gzoo viz --opt KEY=VALUE",
+}
+
+
+def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
+    """``gzoo list NAME``: every component (or preset) called NAME, or the one of ``kind``."""
+    from .errors import UnknownNameError, suggest
+
+    if kind == "preset":
+        reg.get_preset(name)  # unknown: one line with did-you-mean
+        specs, presets = [], [name]
+    elif kind is not None:
+        specs, presets = [reg.get(kind, name)], []
+    else:
+        specs, presets = reg.find(name), [name] if name in reg.presets else []
+        if not specs and not presets:
+            raise UnknownNameError(f"no component or preset is called {name!r}.{suggest(name, reg.names())} "
+                                   "See `gzoo list` for every name.")
+    if as_json:
+        items = [s.describe() for s in specs]
+        items += [{"name": p, "kind": "preset", "plugin": reg.preset_plugins[p], "settings": reg.presets[p]}
+                  for p in presets]
+        click.echo(json.dumps(items[0] if len(items) == 1 else items, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    console = _console()
+    for spec in specs:
+        head = Table.grid(padding=(0, 2))
+        head.add_column(style="bold")
+        head.add_column(overflow="fold")
+        rows = [("kind", spec.kind), ("name", spec.name), ("plugin", spec.plugin), ("paper", spec.paper),
+                ("summary", spec.summary), ("aliases", ", ".join(spec.aliases))]
+        if spec.kind in ("generator", "discriminator"):
+            rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
+        for key, value in rows:
+            head.add_row(*_plain(key, value or "-"))
+        console.print(head)
+        if not spec.options:
+            console.print("no options\n")
+            continue
+        how = OPTION_FLAGS.get(spec.kind, "").format(name=spec.name)
+        table = Table(title="options" + (f" (set with {how})" if how else ""), title_justify="left")
+        for col in ("option", "type", "default", "help"):
+            table.add_column(col, overflow="fold")
+        for o in spec.options.values():
+            table.add_row(*_plain(o.name, o.type_name, repr(o.default), o.help or "-"))
+        console.print(table)
+        console.print()
+    for p in presets:
+        head = Table.grid(padding=(0, 2))
+        head.add_column(style="bold")
+        head.add_column(overflow="fold")
+        for key, value in (("kind", "preset"), ("name", p), ("plugin", reg.preset_plugins[p]),
+                           ("settings", ", ".join(f"{k}={v}" for k, v in reg.presets[p].items())),
+                           ("use", f"gzoo run --preset {p}")):
+            head.add_row(*_plain(key, value))
+        console.print(head)
+        console.print()
+
+
 def _plain(*cells: str) -> list[str]:
     """Cells shown as written: plugin text such as ``[int]`` is not rich markup."""
     from rich.markup import escape
@@ -114,7 +205,7 @@ def _match(name: str, pattern: str) -> bool:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
-    """List loaded plugins (built-in and third-party)."""
+    """List loaded plugins (built-in and third-party), their hooks and what was skipped."""
     from .plugins import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -125,11 +216,14 @@ def plugins(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"gzoo {__version__} plugins" + ("" if pm.autoload else " (third-party autoload disabled)"))
-    for col in ("name", "module", "distribution", "version", "built-in", "components", "status"):
+    for col in ("name", "module", "distribution", "version", "built-in", "components", "hooks", "conflicts",
+                "status"):
         table.add_column(col, overflow="fold")
     for i in pm.info.values():
+        status = i.error or ("; ".join(f"skipped {p}" for p in i.problems) if i.problems else "ok")
         table.add_row(*_plain(i.name, i.module, i.dist, i.version, "yes" if i.builtin else "no",
-                              str(len(i.components)), i.error or "ok"))
+                              str(len(i.components)), ", ".join(h.removeprefix("gzoo_") for h in i.hooks) or "-", ", ".join(i.conflicts) or "-",
+                              status))
     _console().print(table)
 
 
@@ -211,6 +305,8 @@ RUN_FLAGS = {
 @click.option("--data-root", help="Where the dataset's files are (= --data-opt root=...).")
 @click.option("--cond", help="Conditioning: 'labels' (dataset labels) or 'selfcond' (k-means on D features).")
 @click.option("--cond-opt", multiple=True, metavar="K=V", help="Conditioner option, e.g. k=100.")
+@click.option("--plugin-opt", multiple=True, metavar="PLUGIN.K=V",
+              help="Option of a plugin that acts through hooks (repeatable); saved in config.yaml.")
 @click.option("--log-every", type=int, help="Steps between metrics.jsonl rows.")
 @click.option("--sample-every", type=int, help="Steps between sample grids.")
 @click.option("--ckpt-every", type=int, help="Steps between checkpoints.")
@@ -249,8 +345,8 @@ def run(ctx: click.Context, **kw: Any) -> None:
     if kw["resume"]:
         if kw["preset"] or kw["config_file"]:
             raise click.UsageError("--resume continues a run with its own settings; drop --preset/--config")
-        if kw["reg_opt"]:
-            raise click.UsageError("--reg-opt cannot change when resuming")
+        if kw["reg_opt"] or kw["plugin_opt"]:
+            raise click.UsageError("--reg-opt and --plugin-opt cannot change when resuming")
         from .trainer import resume
 
         _report(resume(kw["resume"], flags, pm=pm), resumed=True)
@@ -265,6 +361,8 @@ def run(ctx: click.Context, **kw: Any) -> None:
         config, explicit = config.updated(settings, source=kw["config_file"]), explicit | set(settings)
     if kw["reg_opt"]:
         flags["reg_opt"] = _parse_reg_opts(kw["reg_opt"], flags.get("reg", config.reg))
+    if kw["plugin_opt"]:
+        flags["plugin_opt"] = _parse_plugin_opts(kw["plugin_opt"])
     config = config.updated(flags, source="command line")
 
     from rich.markup import escape
@@ -343,13 +441,13 @@ def sample(run_dir: str, n: int, out: str, which: str, ema: bool, seed: int, lab
     G = run.generator(ema)
     options = {k: _yaml_scalar(v) if k in G.sample_options else v for k, v in _parse_kv(opt, "--opt").items()}
     batches = run.generate_batches(n, ema=ema, seed=seed, y=y, **options)
-    first = next(batches)  # (b, *shape): the shape of what G draws with these options
+    first = next(batches)[0]  # (b, *shape): the shape of what G draws with these options
     _check_size(path, n, first)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         _stream_npy(path, n, first, batches, run)
     else:
-        samples = torch.cat([first, *batches])
+        samples = torch.cat([first, *(x for x, _ in batches)])
         _check_finite(samples, run)
         if path.suffix == ".png":
             save_samples(samples, path)
@@ -405,7 +503,7 @@ def _stream_npy(path: Path, n: int, first: Any, batches: Any, run: Any) -> None:
 
 def _chain(first: Any, rest: Any) -> Any:
     yield first
-    yield from rest
+    yield from (x for x, _ in rest)
 
 
 def _check_finite(samples: Any, run: Any) -> None:
@@ -429,7 +527,7 @@ def _gib(nbytes: float) -> str:
 
 @cli.command("eval")
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
-@click.option("--n", "n", default=10000, show_default=True, type=click.IntRange(min=2), help="Generated samples.")
+@click.option("--n", "n", default=10000, show_default=True, type=click.IntRange(min=1), help="Generated samples.")
 @click.option("--which", default="last", show_default=True, help="Checkpoint: last, best, or a path.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights when the run has them.")
 @click.option("--seed", default=0, show_default=True, type=int)

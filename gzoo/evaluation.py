@@ -1,22 +1,32 @@
 """Evaluation: ``gzoo eval``, periodic evaluation during training, and helpers for
 benchmarks.
 
-What is measured depends on the data (see docs/metrics.md):
+What is measured depends on the data, and the data says so: a dataset's ``measured_by``
+attribute names a registered **metric family** (kind ``metric``), or is None when nothing
+measures it (then evaluation says so in one line). gzoo registers three (docs/metrics.md):
 
-* images -- in the feature space of gzoo's own LeNet classifier (:mod:`gzoo.metrics.features`):
-  ``fid_lenet``, ``kid_lenet``, ``is_lenet``, ``precision``, ``recall``, ``density``,
-  ``coverage``, ``class_coverage``, ``class_rkl``; the real reference is a seeded random
-  subset of the training split of the same size as the generated set (at most its length);
-* stacked datasets -- ``fid_lenet`` ... ``coverage`` with the base classifier's features of
-  the three channels concatenated, plus ``modes`` (of 1000) and ``reverse_kl``;
-* the 2-D mixtures -- ``modes``, ``high_quality`` and ``reverse_kl``;
-* optionally ``fid_inception``/``kid_inception`` with local Inception weights.
+* ``images`` -- in the feature space of gzoo's own LeNet classifier (:mod:`gzoo.metrics.features`),
+  trained on the dataset's labelled training split: ``fid_lenet``, ``kid_lenet``, ``is_lenet``,
+  ``precision``, ``recall``, ``density``, ``coverage``, ``class_coverage``, ``class_rkl``; the
+  real reference is a seeded random subset of the training split of the same size as the
+  generated set (at most its length). Labelled image datasets default to it.
+* ``stacked`` -- datasets with a ``base`` dataset whose images fill the channels:
+  ``fid_lenet`` ... ``coverage`` with the base classifier's features of the channels
+  concatenated, plus ``modes`` (of 1000) and ``reverse_kl``;
+* ``mixture`` -- point sets with known ``modes`` ``(K, d)`` and ``sigma``: ``modes``,
+  ``high_quality`` and ``reverse_kl``;
+* and optionally ``fid_inception``/``kid_inception`` with local Inception weights (images).
+
+A plugin adds a family by registering a :class:`MetricFamily` subclass as kind ``metric``
+and pointing its datasets' ``measured_by`` at it.
 
 Entry points: :func:`evaluate_run` (a run directory; writes ``eval.json``),
 :func:`evaluate_generator` (a sampling function or a tensor of samples; for benchmarks),
-:func:`format_table`. This module is also a plugin of the core: with ``--eval-every N``
-it evaluates ``--eval-n`` samples every N steps, logs ``eval_*`` metrics, and keeps
-``checkpoints/best.pt`` by ``--eval-metric``.
+:func:`evaluate_samples`, :func:`format_table`. This module is also a plugin of the core:
+with ``--eval-every N`` it evaluates ``--eval-n`` samples every N steps, logs ``eval_*``
+metrics, and keeps ``checkpoints/best.pt`` by ``--eval-metric``. The metric functions in
+:mod:`gzoo.metrics` take tensors and dataset objects; only this module turns names into
+datasets.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -35,7 +45,6 @@ from torch import Tensor
 from . import hookimpl
 from .errors import UsageError
 
-LOWER_IS_BETTER = {"fid_lenet", "kid_lenet", "class_rkl", "reverse_kl", "fid_inception", "kid_inception"}
 IMAGE_METRICS = ["fid_lenet", "kid_lenet", "is_lenet", "precision", "recall", "density", "coverage",
                  "class_coverage", "class_rkl"]
 MIXTURE_METRICS = ["modes", "high_quality", "reverse_kl"]
@@ -44,109 +53,53 @@ INCEPTION_METRICS = ["fid_inception", "kid_inception"]
 PRDC = ("precision", "recall", "density", "coverage")
 #: metrics that compare the samples with a real set of the same size (at most the dataset's)
 REAL_SET_METRICS = ("fid_lenet", "kid_lenet", *PRDC, *INCEPTION_METRICS)
+LOWER_IS_BETTER = {"fid_lenet", "kid_lenet", "class_rkl", "reverse_kl", "fid_inception", "kid_inception"}
 
 
-def metric_names(dataset: str) -> list[str]:
-    """The offline metrics gzoo reports for ``dataset`` (Inception ones not included)."""
-    from .datasets import MIXTURES
-
-    if dataset in MIXTURES:
-        return MIXTURE_METRICS
-    return STACKED_METRICS if dataset.startswith("stacked-") else IMAGE_METRICS
+# -- metric families -----------------------------------------------------------------------------
 
 
-def higher_is_better(metric: str) -> bool:
-    return metric.removeprefix("eval_") not in LOWER_IS_BETTER
+class MetricFamily:
+    """How one kind of data is measured (a registered component of kind ``metric``).
 
-
-def better(metric: str, new: float, old: float | None) -> bool:
-    """Whether ``new`` improves on ``old`` for ``metric`` (``old`` None/NaN: yes; ``new`` NaN: no)."""
-    if new is None or (isinstance(new, float) and math.isnan(new)):
-        return False
-    if old is None or (isinstance(old, float) and math.isnan(old)):
-        return True
-    return new > old if higher_is_better(metric) else new < old
-
-
-def _selected(dataset: str, metrics: Iterable[str] | None) -> list[str]:
-    valid = metric_names(dataset)
-    if metrics is None:
-        return list(valid)
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    extra = INCEPTION_METRICS if valid is not MIXTURE_METRICS else []
-    bad = [m for m in metrics if m not in valid and m not in extra]
-    if bad:
-        raise UsageError(f"metric(s) {', '.join(map(repr, bad))} not measured on {dataset!r}; valid: {', '.join(valid)}")
-    return metrics
-
-
-def _num_modes(dataset: str) -> int:
-    from .datasets import MIXTURES
-
-    return len(MIXTURES[dataset][0]()) if dataset in MIXTURES else 1000  # stacked: 10^3 triples
-
-
-def min_samples(dataset: str, metrics: Iterable[str] | None = None) -> tuple[int, str]:
-    """The fewest samples (generated, and real) from which ``metrics`` of ``dataset`` are
-    computable, and why: ``(n, reason)``.
-
-    * precision/recall/density/coverage: each sample's k-th nearest neighbour among the others
-      of its set (k = 5 for density/coverage), so k + 1 samples per set;
-    * FID and KID: a covariance / an unbiased MMD estimate, so 2 samples per set;
-    * ``modes`` and ``reverse_kl``: one sample per mode (8 for ``ring``, 25 for ``grid``, 1000 for
-      stacked datasets), else even a perfect generator could not recover every mode.
+    Subclasses set :attr:`names` and :attr:`lower_is_better` and implement :meth:`measure`;
+    :meth:`min_samples` says how many samples make the metrics computable.
     """
+
+    #: the metrics this family reports, in table order
+    names: ClassVar[list[str]] = []
+    #: the subset of :attr:`names` where lower is better
+    lower_is_better: ClassVar[set[str]] = set()
+    #: extra metrics that can be asked for by name (e.g. Inception FID); never computed by default
+    optional: ClassVar[list[str]] = []
+
+    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
+        """The fewest samples from which ``metrics`` are computable, and why."""
+        return 1, ""
+
+    def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
+                make_dataset: Callable[..., Any] | None, progress: bool, **options: Any) -> dict[str, Any]:
+        """``metrics`` of ``samples`` against the real ``data``. ``make_dataset(split=...,
+        resolution=...)`` builds other splits/sizes of the same dataset when available."""
+        raise NotImplementedError
+
+
+def _prdc_k() -> int:
     from .metrics.image import prdc
 
     defaults = inspect.signature(prdc).parameters
-    k = max(defaults["k_pr"].default, defaults["k_dc"].default)
-    prdc_why = f"precision/recall/density/coverage use each sample's {k} nearest neighbours among the others"
-    needs: dict[str, tuple[int, str]] = {
-        **dict.fromkeys(PRDC, (k + 1, prdc_why)),
-        **dict.fromkeys(("fid_lenet", "fid_inception"), (2, "FID fits a covariance")),
-        **dict.fromkeys(("kid_lenet", "kid_inception"), (2, "KID's unbiased estimate needs 2 samples per set")),
-    }
-    if dataset.startswith("stacked-") or metric_names(dataset) is MIXTURE_METRICS:
-        modes = _num_modes(dataset)
-        modes_why = f"modes and reverse_kl need a sample per mode, and {dataset!r} has {modes}"
-        needs.update(dict.fromkeys(("modes", "reverse_kl"), (modes, modes_why)))
-    chosen = [needs.get(m, (1, "")) for m in _selected(dataset, metrics)]
+    return max(defaults["k_pr"].default, defaults["k_dc"].default)
+
+
+def _real_set_needs(metrics: list[str]) -> tuple[int, str]:
+    k = _prdc_k()
+    needs = {**dict.fromkeys(PRDC, (k + 1, f"precision/recall/density/coverage use each sample's {k} nearest "
+                                           "neighbours among the others")),
+             **dict.fromkeys(("fid_lenet", "fid_inception"), (2, "FID fits a covariance")),
+             **dict.fromkeys(("kid_lenet", "kid_inception"), (2, "KID's unbiased estimate needs 2 samples per set"))}
+    chosen = [needs.get(m, (1, "")) for m in metrics]
     n = max((c[0] for c in chosen), default=1)
     return n, "; ".join(dict.fromkeys(why for need, why in chosen if need == n and why))
-
-
-def check_sample_count(
-    n: int, dataset: str, metrics: Iterable[str] | None = None, *, what: str = "evaluation", flag: str = "n"
-) -> None:
-    """A one-line :class:`UsageError` when ``n`` samples are too few (see :func:`min_samples`)."""
-    need, why = min_samples(dataset, metrics)
-    if n < need:
-        raise UsageError(f"{what} needs {flag} >= {need} for {dataset!r} ({why}); got {n}")
-
-
-def check_evaluable(data: Any, config: Any) -> None:
-    """Refuse, before training, periodic evaluation (``--eval-every``) that would fail at its first
-    evaluation: an unknown ``--eval-metric``, too small an ``--eval-n`` or real dataset (see
-    :func:`min_samples`), or images the feature classifier cannot measure (no labels, a size
-    outside its range)."""
-    from .metrics.features import MAX_RESOLUTION, MIN_RESOLUTION
-
-    name = config.data
-    valid = metric_names(name)
-    if config.eval_metric not in valid:
-        raise UsageError(f"--eval-metric {config.eval_metric!r} is not measured on {name!r}; valid: {', '.join(valid)}")
-    check_sample_count(config.eval_n, name, what="periodic evaluation", flag="--eval-n")
-    if metric_names(name) is MIXTURE_METRICS:
-        return
-    need, why = min_samples(name, [m for m in valid if m in REAL_SET_METRICS])
-    if len(data) < need:
-        raise UsageError(f"periodic evaluation needs {need} real images of {name!r} ({why}); it has {len(data)}")
-    if len(data.image_shape) != 3 or not MIN_RESOLUTION <= data.image_shape[-1] <= MAX_RESOLUTION:
-        raise UsageError(f"periodic evaluation measures {MIN_RESOLUTION}-{MAX_RESOLUTION} px images with "
-                         f"gzoo's feature classifier; {name!r} has shape {tuple(data.image_shape)}")
-    if not data.num_classes or data.labels() is None:
-        raise UsageError(f"periodic evaluation trains gzoo's feature classifier on the labels of {name!r}, "
-                         "which has none: drop --eval-every")
 
 
 class _StackedFeatures:
@@ -159,9 +112,308 @@ class _StackedFeatures:
         return torch.cat([self.base.features(x[:, c : c + 1]) for c in range(x.shape[1])], 1)
 
 
+class ImageMetrics(MetricFamily):
+    """LeNet-feature FID/KID/IS, precision/recall/density/coverage and class histograms."""
+
+    names = IMAGE_METRICS
+    lower_is_better = {"fid_lenet", "kid_lenet", "class_rkl", "fid_inception", "kid_inception"}
+    optional = INCEPTION_METRICS
+
+    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
+        return _real_set_needs(metrics)
+
+    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool) -> Any:
+        return _classifier(data, make_dataset, progress=progress)
+
+    def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
+                make_dataset: Callable[..., Any] | None, progress: bool, kid_subsets: int = 100,
+                kid_subset_size: int = 1000, inception_weights: str | None = None, **_: Any) -> dict[str, Any]:
+        from .metrics import (
+            class_histogram_metrics,
+            fid_from_features,
+            inception_score,
+            kid_from_features,
+            prdc,
+        )
+
+        if samples.dim() != 4:
+            raise UsageError(f"image metrics need samples (N, C, H, W), got {tuple(samples.shape)}")
+        if tuple(data.image_shape) != tuple(samples.shape[1:]):
+            raise UsageError(f"samples of shape {tuple(samples.shape[1:])} do not match {data.name!r} "
+                             f"{tuple(data.image_shape)}")
+        need, why = self.min_samples([m for m in metrics if m in REAL_SET_METRICS], data)
+        if len(data) < need:
+            raise UsageError(f"dataset {data.name!r} has {len(data)} images, but the metrics need {need} "
+                             f"real ones ({why})")
+        n = len(samples)
+        g = torch.Generator().manual_seed(seed)
+        real, _ = data.get_batch(torch.randperm(len(data), generator=g)[: min(n, len(data))])  # (n_real, C, H, W)
+        clf = self.classifier(data, make_dataset, progress)
+        out: dict[str, Any] = {"n_real": len(real), "resolution": samples.shape[-1],
+                               "classifier_accuracy": clf.accuracy}
+        extractor = self.extractor(clf)
+        if {"fid_lenet", "kid_lenet", *PRDC} & set(metrics):
+            fr, ff = extractor.features(real), extractor.features(samples)  # (n_real, d), (n, d)
+            if "fid_lenet" in metrics:
+                out["fid_lenet"] = fid_from_features(fr, ff)
+            if "kid_lenet" in metrics:
+                out["kid_lenet"], out["kid_lenet_std"] = kid_from_features(
+                    fr, ff, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+            if set(PRDC) & set(metrics):
+                out.update({k: v for k, v in prdc(fr, ff).items() if k in metrics})
+        if {"is_lenet", "class_coverage", "class_rkl"} & set(metrics):
+            probs = clf.probs(samples)  # (n, K)
+            if "is_lenet" in metrics:
+                out["is_lenet"] = inception_score(probs)
+            hist = class_histogram_metrics(probs, data.labels(), data.num_classes)
+            out.update({k: v for k, v in hist.items() if k in metrics})
+        out.update(self.more(samples, data, clf, metrics))
+        if set(INCEPTION_METRICS) & set(metrics):
+            from .metrics.inception import inception_fid_kid
+
+            out.update(inception_fid_kid(real, samples, inception_weights, seed=seed))
+        return out
+
+    def extractor(self, clf: Any) -> Any:
+        return clf
+
+    def more(self, samples: Tensor, data: Any, clf: Any, metrics: list[str]) -> dict[str, Any]:
+        return {}
+
+
+class StackedMetrics(ImageMetrics):
+    """Image metrics on the channels' base-classifier features, plus 1000-mode coverage."""
+
+    names = STACKED_METRICS
+    lower_is_better = {"fid_lenet", "kid_lenet", "reverse_kl", "fid_inception", "kid_inception"}
+
+    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
+        n, why = _real_set_needs(metrics)
+        if {"modes", "reverse_kl"} & set(metrics) and n <= 1000:
+            modes_why = f"modes and reverse_kl need a sample per mode, and {getattr(data, 'name', '?')!r} has 1000"
+            return 1000, modes_why if n < 1000 else f"{why}; {modes_why}"
+        return n, why
+
+    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool) -> Any:
+        base = data.base  # the 1-channel dataset whose images fill the channels
+        make_base = None
+        if make_dataset is not None:
+            def make_base(**opts: Any) -> Any:
+                return make_dataset(**opts).base
+        return _classifier(base, make_base, progress=progress)
+
+    def extractor(self, clf: Any) -> Any:
+        return _StackedFeatures(clf)
+
+    def more(self, samples: Tensor, data: Any, clf: Any, metrics: list[str]) -> dict[str, Any]:
+        from .metrics.modes import stacked_mode_metrics
+
+        if not {"modes", "reverse_kl"} & set(metrics):
+            return {}
+        res = stacked_mode_metrics(samples, clf, data.labels())
+        return {"num_modes": res["num_modes"], **{k: res[k] for k in ("modes", "reverse_kl") if k in metrics}}
+
+
+class MixtureMetrics(MetricFamily):
+    """Modes recovered, % high-quality samples and reverse KL of a Gaussian mixture."""
+
+    names = MIXTURE_METRICS
+    lower_is_better = {"reverse_kl"}
+
+    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
+        if {"modes", "reverse_kl"} & set(metrics):
+            k = len(data.modes)
+            return k, f"modes and reverse_kl need a sample per mode, and {getattr(data, 'name', '?')!r} has {k}"
+        return 1, ""
+
+    def measure(self, samples: Tensor, data: Any, metrics: list[str], **_: Any) -> dict[str, Any]:
+        from .metrics.modes import mixture_mode_metrics
+
+        res = mixture_mode_metrics(samples, data.modes, data.sigma)
+        return {"num_modes": res["num_modes"], **{k: res[k] for k in metrics}}
+
+
+def measured_by(data: Any) -> str | None:
+    """The metric family of a dataset object: its ``measured_by``, else ``images`` for
+    labelled images, else None (nothing measures it)."""
+    if hasattr(data, "measured_by"):
+        return data.measured_by
+    labelled = bool(getattr(data, "num_classes", 0)) and getattr(data, "labels", lambda: None)() is not None
+    return "images" if len(tuple(data.image_shape)) == 3 and labelled else None
+
+
+def family(data: Any, registry: Any = None) -> MetricFamily:
+    """The :class:`MetricFamily` that measures ``data``; one clear line when none does."""
+    name = measured_by(data)
+    if name is None:
+        raise UsageError(
+            f"no metrics measure dataset {getattr(data, 'name', '?')!r} (shape {tuple(data.image_shape)}"
+            f"{', no labels' if not getattr(data, 'num_classes', 0) else ''}); gzoo eval cannot score it"
+        )
+    if registry is None:
+        from .plugins import get_plugin_manager
+
+        registry = get_plugin_manager().registry
+    return registry.create("metric", name)
+
+
+def _dataset(name: str, data_opt: dict[str, Any] | None = None, **extra: Any) -> Any:
+    """Build registered dataset ``name`` with ``data_opt`` plus ``extra`` (options it lacks dropped)."""
+    from .plugins import get_plugin_manager
+
+    registry = get_plugin_manager().registry
+    spec = registry.get("dataset", name)
+    opts = {k: v for k, v in {**(data_opt or {}), **extra}.items() if k in spec.options}
+    return registry.create("dataset", spec.name, **opts)
+
+
+def dataset_maker(name: str, data_opt: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """``make(split=..., resolution=...)``: registered dataset ``name`` with other options."""
+    base = {k: v for k, v in (data_opt or {}).items() if k not in ("split", "resolution")}
+
+    def make(**opts: Any) -> Any:
+        return _dataset(name, base, **opts)
+
+    return make
+
+
+def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress: bool) -> Any:
+    """The cached feature classifier of ``train``; its accuracy on the test split when one exists."""
+    from .metrics.features import get_classifier
+
+    test = None
+    if make_dataset is not None:
+        try:
+            test = make_dataset(split="test", resolution=train.image_shape[-1])
+        except UsageError:
+            test = None  # e.g. no test files: accuracy is then measured on the training split
+    return get_classifier(train, test, key=train.name, progress=progress)
+
+
+def classifier_for(dataset: str, resolution: int, *, data_opt: dict[str, Any] | None = None,
+                   settings: Any = None, progress: bool = True) -> Any:
+    """The feature classifier that measures registered dataset ``dataset`` at ``resolution``
+    (for ``stacked-<base>``: the base's, applied channel by channel)."""
+    from .metrics.features import get_classifier
+
+    make_data = dataset_maker(dataset, data_opt)
+    train, make = make_data(split="train", resolution=resolution), make_data
+    if measured_by(train) == "stacked":
+        train = train.base
+
+        def make(**opts: Any) -> Any:
+            return make_data(**opts).base
+
+    if measured_by(train) != "images":
+        why = "holds points, not images" if len(train.image_shape) != 3 else "has no labels"
+        raise UsageError(f"dataset {dataset!r} {why}: gzoo's feature classifier cannot measure it")
+    try:
+        test = make(split="test", resolution=resolution)
+    except UsageError:
+        test = None
+    return get_classifier(train, test, key=train.name, settings=settings, progress=progress)
+
+
+# -- names, directions, sample counts ------------------------------------------------------------
+
+
+def _data(dataset: Any, data_opt: dict[str, Any] | None = None) -> Any:
+    return _dataset(dataset, data_opt) if isinstance(dataset, str) else dataset
+
+
+def metric_names(dataset: Any, data_opt: dict[str, Any] | None = None) -> list[str]:
+    """The offline metrics gzoo reports for ``dataset`` (a name or a dataset object; Inception
+    ones not included)."""
+    return list(family(_data(dataset, data_opt)).names)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of ``metric`` (``eval_`` prefix allowed), from every registered metric family."""
+    name = metric.removeprefix("eval_")
+    if name in LOWER_IS_BETTER:
+        return False
+    from .plugins import get_plugin_manager
+
+    return not any(name in getattr(s.factory, "lower_is_better", ()) for s in get_plugin_manager().registry.list("metric"))
+
+
+def better(metric: str, new: float, old: float | None) -> bool:
+    """Whether ``new`` improves on ``old`` for ``metric`` (``old`` None/NaN: yes; ``new`` NaN: no)."""
+    if new is None or (isinstance(new, float) and math.isnan(new)):
+        return False
+    if old is None or (isinstance(old, float) and math.isnan(old)):
+        return True
+    return new > old if higher_is_better(metric) else new < old
+
+
+def _selected(fam: MetricFamily, name: str, metrics: Iterable[str] | None) -> list[str]:
+    if metrics is None:
+        return list(fam.names)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    bad = [m for m in metrics if m not in fam.names and m not in fam.optional]
+    if bad:
+        raise UsageError(f"metric(s) {', '.join(map(repr, bad))} not measured on {name!r}; "
+                         f"valid: {', '.join(fam.names)}")
+    return metrics
+
+
+def min_samples(dataset: Any, metrics: Iterable[str] | None = None) -> tuple[int, str]:
+    """The fewest samples (generated, and real) from which ``metrics`` of ``dataset`` (a name
+    or a dataset object) are computable, and why: ``(n, reason)``.
+
+    * precision/recall/density/coverage: each sample's k-th nearest neighbour among the others
+      of its set (k = 5 for density/coverage), so k + 1 samples per set;
+    * FID and KID: a covariance / an unbiased MMD estimate, so 2 samples per set;
+    * ``modes`` and ``reverse_kl``: one sample per mode (8 for ``ring``, 25 for ``grid``, 1000 for
+      stacked datasets), else even a perfect generator could not recover every mode.
+    """
+    data = _data(dataset)
+    fam = family(data)
+    return fam.min_samples(_selected(fam, data.name, metrics), data)
+
+
+def check_sample_count(
+    n: int, dataset: Any, metrics: Iterable[str] | None = None, *, what: str = "evaluation", flag: str = "n"
+) -> None:
+    """A one-line :class:`UsageError` when ``n`` samples are too few (see :func:`min_samples`)."""
+    data = _data(dataset)
+    need, why = min_samples(data, metrics)
+    if n < need:
+        raise UsageError(f"{what} needs {flag} >= {need} for {data.name!r} ({why}); got {n}")
+
+
+def check_evaluable(data: Any, config: Any) -> None:
+    """Refuse, before training, periodic evaluation (``--eval-every``) that would fail at its first
+    evaluation: data no metric family measures, an unknown ``--eval-metric``, too small an
+    ``--eval-n`` or real dataset (see :func:`min_samples`), or images the feature classifier
+    cannot measure (a size outside its range)."""
+    from .metrics.features import MAX_RESOLUTION, MIN_RESOLUTION
+
+    name = config.data
+    try:
+        fam = family(data)
+    except UsageError as exc:
+        raise UsageError(f"--eval-every: {exc}; drop --eval-every") from None
+    if config.eval_metric not in fam.names:
+        raise UsageError(f"--eval-metric {config.eval_metric!r} is not measured on {name!r}; "
+                         f"valid: {', '.join(fam.names)}")
+    check_sample_count(config.eval_n, data, what="periodic evaluation", flag="--eval-n")
+    if not isinstance(fam, ImageMetrics):
+        return
+    need, why = fam.min_samples([m for m in fam.names if m in REAL_SET_METRICS], data)
+    if len(data) < need:
+        raise UsageError(f"periodic evaluation needs {need} real images of {name!r} ({why}); it has {len(data)}")
+    if not MIN_RESOLUTION <= data.image_shape[-1] <= MAX_RESOLUTION:
+        raise UsageError(f"periodic evaluation measures {MIN_RESOLUTION}-{MAX_RESOLUTION} px images with "
+                         f"gzoo's feature classifier; {name!r} has shape {tuple(data.image_shape)}")
+
+
+# -- evaluating samples ---------------------------------------------------------------------------
+
+
 def evaluate_samples(
     samples: Tensor,
-    dataset: str,
+    dataset: Any,
     *,
     metrics: Iterable[str] | None = None,
     data_opt: dict[str, Any] | None = None,
@@ -173,75 +425,34 @@ def evaluate_samples(
 ) -> dict[str, Any]:
     """The metrics that fit ``dataset`` (or those named in ``metrics``) for ``samples``.
 
-    ``samples`` are on any device, images in [-1, 1] ``(N, C, H, W)`` or points ``(N, 2)``.
-    Inception metrics are added when ``inception_weights`` is given or ``metrics`` names them.
+    ``dataset`` is a registered name (built with ``data_opt`` at the samples' resolution) or a
+    dataset object. ``samples`` are on any device, images in [-1, 1] ``(N, C, H, W)`` or points
+    ``(N, d)``. Inception metrics are added when ``inception_weights`` is given or ``metrics``
+    names them.
     """
-    from .metrics import (
-        class_histogram_metrics,
-        fid_from_features,
-        inception_score,
-        kid_from_features,
-        prdc,
-    )
-    from .metrics.features import base_dataset, get_classifier
-    from .metrics.modes import mixture_mode_metrics, stacked_mode_metrics
-    from .plugins import get_plugin_manager
-
-    want = _selected(dataset, metrics)
-    want_inception = bool(inception_weights) or any(m in INCEPTION_METRICS for m in want)
-    check_sample_count(len(samples), dataset, want)
-    if want_inception:
+    samples = samples.detach().float().cpu()
+    make = None
+    if isinstance(dataset, str):
+        make = dataset_maker(dataset, data_opt)
+        data = make(resolution=samples.shape[-1]) if samples.dim() == 4 else make()
+    else:
+        data = dataset
+    fam = family(data)
+    name = getattr(data, "name", str(dataset))
+    want = _selected(fam, name, metrics)
+    if inception_weights and not isinstance(fam, ImageMetrics):
+        raise UsageError(f"Inception metrics measure images; {name!r} is measured by {measured_by(data)!r}")
+    if inception_weights:
+        want = [*want, *(m for m in INCEPTION_METRICS if m not in want)]
+    if any(m in INCEPTION_METRICS for m in want):
         from .metrics.inception import find_weights
 
         inception_weights = str(find_weights(inception_weights))  # fail before any work
-    registry = get_plugin_manager().registry
-    samples = samples.detach().float().cpu()
-    n = len(samples)
-    data_opt = {k: v for k, v in (data_opt or {}).items() if k not in ("split", "resolution")}
-    out: dict[str, Any] = {"dataset": dataset, "n": n}
-    if metric_names(dataset) is MIXTURE_METRICS:
-        res = mixture_mode_metrics(samples, dataset)
-        return {**out, "num_modes": res["num_modes"], **{k: res[k] for k in want}}
-    if samples.dim() != 4:
-        raise UsageError(f"image metrics need samples (N, C, H, W), got {tuple(samples.shape)}")
-    resolution = samples.shape[-1]
-    real_ds = registry.create("dataset", dataset, **data_opt, resolution=resolution)
-    if tuple(real_ds.image_shape) != tuple(samples.shape[1:]):
-        raise UsageError(f"samples of shape {tuple(samples.shape[1:])} do not match {dataset!r} {tuple(real_ds.image_shape)}")
-    need, why = min_samples(dataset, [m for m in want if m in REAL_SET_METRICS])
-    if len(real_ds) < need:
-        raise UsageError(f"dataset {dataset!r} has {len(real_ds)} images, but the metrics need {need} "
-                         f"real ones ({why})")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(real_ds), generator=g)[: min(n, len(real_ds))]
-    real, _ = real_ds.get_batch(idx)  # (n_real, C, H, W)
-    stacked = dataset.startswith("stacked-")
-    clf = get_classifier(base_dataset(dataset), resolution, progress=progress, data_opt=data_opt)
-    out.update(n_real=len(real), resolution=resolution, classifier_accuracy=clf.accuracy)
-    lenet = [m for m in want if m not in INCEPTION_METRICS]
-    if {"fid_lenet", "kid_lenet", *PRDC} & set(lenet):
-        extractor = _StackedFeatures(clf) if stacked else clf
-        fr, ff = extractor.features(real), extractor.features(samples)  # (n_real, d), (n, d)
-        if "fid_lenet" in lenet:
-            out["fid_lenet"] = fid_from_features(fr, ff)
-        if "kid_lenet" in lenet:
-            out["kid_lenet"], out["kid_lenet_std"] = kid_from_features(
-                fr, ff, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-        if set(PRDC) & set(lenet):
-            out.update({k: v for k, v in prdc(fr, ff).items() if k in lenet})
-    if stacked and {"modes", "reverse_kl"} & set(lenet):
-        res = stacked_mode_metrics(samples, base_dataset(dataset), clf, real_labels=real_ds.labels())
-        out.update(num_modes=res["num_modes"], **{k: res[k] for k in ("modes", "reverse_kl") if k in lenet})
-    if not stacked and {"is_lenet", "class_coverage", "class_rkl"} & set(lenet):
-        probs = clf.probs(samples)  # (n, K)
-        if "is_lenet" in lenet:
-            out["is_lenet"] = inception_score(probs)
-        hist = class_histogram_metrics(probs, real_ds.labels(), real_ds.num_classes)
-        out.update({k: v for k, v in hist.items() if k in lenet})
-    if want_inception:
-        from .metrics.inception import inception_fid_kid
-
-        out.update(inception_fid_kid(real, samples, inception_weights, seed=seed))
+    check_sample_count(len(samples), data, [m for m in want if m not in INCEPTION_METRICS] or None)
+    out: dict[str, Any] = {"dataset": name, "n": len(samples)}
+    out.update(fam.measure(samples, data, want, seed=seed, make_dataset=make, progress=progress,
+                           kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                           inception_weights=inception_weights))
     return out
 
 
@@ -305,7 +516,7 @@ def evaluate_run(
 
         find_weights(inception_weights)  # fail before generating anything
     run = load_run(run_dir, which)
-    check_sample_count(n, run.config.data, metrics, what="gzoo eval", flag="--n")  # before generating
+    check_sample_count(n, run.data, metrics, what="gzoo eval", flag="--n")  # before generating
     t0 = time.perf_counter()
     samples = run.generate(n, ema=ema, seed=seed)
     results = evaluate_samples(samples, run.config.data, metrics=metrics, data_opt=run.config.data_opt, seed=seed,
@@ -334,7 +545,7 @@ def format_table(results: dict[str, Any]) -> Any:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("better")
-    known = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS)
+    known = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS) | LOWER_IS_BETTER
     for k, v in results.items():
         if k in ("dataset", "run", "checkpoint", "n", "step", "ema", "seed"):
             continue
@@ -384,3 +595,11 @@ def gzoo_checkpoint_save(trainer: Any, state: dict[str, Any]) -> None:
 def gzoo_checkpoint_load(trainer: Any, state: dict[str, Any]) -> None:
     if "evaluation" in state.get("plugins", {}):
         trainer.plugin_state["evaluation"] = dict(state["plugins"]["evaluation"])
+
+
+@hookimpl
+def gzoo_register_components(register: Any) -> None:
+    register("metric", "images", ImageMetrics, paper="Heusel et al. 2017 (FID); Binkowski et al. 2018 (KID); "
+             "Naeem et al. 2020 (density/coverage), in the features of gzoo's LeNet")
+    register("metric", "stacked", StackedMetrics, paper="Metz et al. 2017 (stacked MNIST modes)")
+    register("metric", "mixture", MixtureMetrics, paper="Srivastava et al. 2017 (VEEGAN); Lin et al. 2018 (PacGAN)")

@@ -17,6 +17,7 @@ from gzoo.errors import UsageError
 from gzoo.evaluation import (
     IMAGE_METRICS,
     better,
+    classifier_for,
     evaluate_generator,
     evaluate_run,
     evaluate_samples,
@@ -43,7 +44,7 @@ def trained_cache(tmp_path_factory):
     mp.setenv("GZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
     try:
         for res in (28, 16):
-            feat.get_classifier("digits", res, settings=TINY, progress=False)
+            classifier_for("digits", res, settings=TINY, progress=False)
         yield feat.cache_dir()
     finally:
         mp.undo()
@@ -252,7 +253,7 @@ def test_periodic_evaluation_that_cannot_work_is_refused_before_training(tmp_pat
     cases = [
         (dict(**RING, eval_metric="modes", eval_n=5), r"periodic evaluation needs --eval-n >= 8 for 'ring' .*; got 5$"),
         (dict(**DIGITS, eval_n=5), r"needs --eval-n >= 6 for 'digits' \(precision/recall.*; got 5$"),
-        (dict(**{**DIGITS, "data": "blank"}, eval_n=10), "labels of 'blank', which has none"),
+        (dict(**{**DIGITS, "data": "blank"}, eval_n=10), r"--eval-every: no metrics measure dataset 'blank' \(shape \(1, 28, 28\), no labels\).*drop --eval-every$"),
         (dict(**{**DIGITS, "gen": "mlp", "disc": "mlp", "gen_opt": {}, "disc_opt": {}, "data_opt": {"resolution": 4}},
               eval_n=10),
          r"measures 8-64 px images .*; 'digits' has shape \(1, 4, 4\)"),
@@ -271,3 +272,91 @@ def test_format_table_shows_directions():
     console.print(format_table({"dataset": "digits", "n": 10, "fid_lenet": 1.5, "coverage": 0.5, "step": 3}))
     text = console.export_text()
     assert "fid_lenet" in text and "lower" in text and "higher" in text and "step 3" in text
+
+
+# -- metric families: datasets say how they are measured ---------------------------------------------
+
+
+class Moons(TensorGanDataset):
+    """Two interleaved half circles: a plugin's 2-D dataset (``measured_by`` set per instance)."""
+
+    def __init__(self, *, n: int = 3000, split: str = "train", family: str = "none"):
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        t = torch.rand(n, generator=g) * math.pi
+        y = torch.randint(2, (n,), generator=g)
+        x = torch.stack([t.cos() - y, t.sin() * (1 - 2 * y) + 0.5 * y], 1)
+        super().__init__(x, y, name="moons", num_classes=2)
+        self.measured_by = None if family == "none" else family
+
+
+class MeanDistance(gzoo.evaluation.MetricFamily):
+    """A plugin's metric family: the distance between the means of real and generated points."""
+
+    names = ["mean_gap", "spread"]
+    lower_is_better = {"mean_gap"}
+
+    def min_samples(self, metrics, data):
+        return (2, "spread needs 2 samples") if "spread" in metrics else (1, "")
+
+    def measure(self, samples, data, metrics, **_):
+        real = data.get_batch(torch.arange(len(data)))[0]
+        out = {"mean_gap": float((samples.mean(0) - real.mean(0)).norm()), "spread": float(samples.std(0).mean())}
+        return {k: out[k] for k in metrics}
+
+
+class MoonsPlugin:
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        register("dataset", "moons", Moons)
+        register("metric", "mean-distance", MeanDistance)
+
+
+def _moons_run(cli, tmp_path, family):
+    out = tmp_path / family
+    r = cli("run", "--gen", "mlp", "--disc", "mlp", "--data", "moons", "--data-opt", f"family={family}",
+            "--gen-opt", "hidden=8", "--disc-opt", "hidden=8", "--steps", "2", "--batch-size", "8",
+            "--sample-every", "0", "--quiet", "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_a_dataset_nothing_measures_gets_one_line(cli, tmp_path, register_plugin):
+    register_plugin(MoonsPlugin(), "moons-plugin")
+    out = _moons_run(cli, tmp_path, "none")
+    r = cli("eval", "--run", out, "--n", "100")
+    assert r.exit_code == 2 and "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+    assert "no metrics measure dataset 'moons'" in r.stderr
+
+
+def test_a_plugin_metric_family_measures_its_dataset(cli, tmp_path, register_plugin):
+    register_plugin(MoonsPlugin(), "moons-plugin")
+    out = _moons_run(cli, tmp_path, "mean-distance")
+    r = cli("eval", "--run", out, "--n", "500", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["dataset"] == "moons" and set(res) >= {"mean_gap", "spread"} and res["mean_gap"] > 0
+    real = Moons().x
+    assert evaluate_samples(real, Moons(family="mean-distance"))["mean_gap"] == pytest.approx(0.0, abs=1e-6)
+    assert better("mean_gap", 0.1, 0.2) and better("eval_spread", 0.3, 0.2)  # directions from the family
+    r = cli("eval", "--run", out, "--n", "1")
+    assert r.exit_code == 2 and "needs --n >= 2 for 'moons' (spread needs 2 samples)" in r.stderr
+    # periodic evaluation with the plugin's metric, and a metric the family does not have
+    t = train(RunConfig(gen="mlp", disc="mlp", data="moons", data_opt={"family": "mean-distance"},
+                        gen_opt={"hidden": 8}, disc_opt={"hidden": 8}, steps=2, batch_size=8, sample_every=0,
+                        progress=False, eval_every=1, eval_n=50, eval_metric="mean_gap", out=str(tmp_path / "p")))
+    assert (t.run_dir / "checkpoints" / "best.pt").exists()
+    with pytest.raises(UsageError, match="'fid_lenet' is not measured on 'moons'; valid: mean_gap, spread"):
+        Trainer(RunConfig(gen="mlp", disc="mlp", data="moons", data_opt={"family": "mean-distance"},
+                          eval_every=1, out=str(tmp_path / "q")))
+
+
+def test_metric_modules_take_tensors_and_datasets_not_names():
+    """The layering: gzoo.metrics never reaches for the plugin manager or the registry."""
+    from pathlib import Path
+
+    import gzoo.metrics
+
+    for path in Path(gzoo.metrics.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for word in ("get_plugin_manager", "registry", "..plugins", "..datasets"):
+            assert word not in text, f"{path.name} uses {word}"

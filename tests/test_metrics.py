@@ -18,6 +18,7 @@ import torch
 import gzoo
 from gzoo.datasets import TensorGanDataset
 from gzoo.errors import UsageError
+from gzoo.evaluation import classifier_for
 from gzoo.metrics import features as feat
 from gzoo.metrics import (
     fid_from_features,
@@ -40,7 +41,7 @@ def digits_classifier(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("GZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
     try:
-        yield feat.get_classifier("digits", RES, settings=TINY, progress=False)
+        yield classifier_for("digits", RES, settings=TINY, progress=False)
     finally:
         mp.undo()
 
@@ -165,17 +166,17 @@ def test_classifier_cache_is_reused_and_invalidated(monkeypatch, toy_datasets):
         return real_train(train, test, settings, **kw)
 
     monkeypatch.setattr(feat, "train_classifier", counting)
-    first = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
-    again = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    first = classifier_for("digits", 8, settings=MICRO, progress=False)
+    again = classifier_for("digits", 8, settings=MICRO, progress=False)
     assert calls == [("digits", 8)] and again.accuracy == first.accuracy
     x = torch.zeros(2, 1, 8, 8)
     torch.testing.assert_close(again.features(x), first.features(x))
-    feat.get_classifier("stacked-digits", 8, settings=MICRO, progress=False)  # per-channel: the digits one
+    classifier_for("stacked-digits", 8, settings=MICRO, progress=False)  # per-channel: the digits one
     assert len(calls) == 1
-    feat.get_classifier("digits", 12, settings=MICRO, progress=False)  # another resolution
-    feat.get_classifier("blobs", 12, settings=MICRO, progress=False)  # another dataset
+    classifier_for("digits", 12, settings=MICRO, progress=False)  # another resolution
+    classifier_for("blobs", 12, settings=MICRO, progress=False)  # another dataset
     assert calls == [("digits", 8), ("digits", 12), ("blobs", 12)]
-    feat.get_classifier("digits", 8, settings=feat.TrainSettings(max_steps=3, batch_size=16), progress=False)
+    classifier_for("digits", 8, settings=feat.TrainSettings(max_steps=3, batch_size=16), progress=False)
     assert len(calls) == 4  # other settings: another code hash
     metas = sorted(feat.cache_dir().glob("*.json"))
     assert len(metas) == 4 and len(list(feat.cache_dir().glob("*.pt"))) == 4
@@ -184,11 +185,11 @@ def test_classifier_cache_is_reused_and_invalidated(monkeypatch, toy_datasets):
 
 
 def test_classifier_weights_load_safely(monkeypatch):
-    feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    classifier_for("digits", 8, settings=MICRO, progress=False)
     seen = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real_load(*a, **k))
-    feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    classifier_for("digits", 8, settings=MICRO, progress=False)
     assert seen == [True]
 
 
@@ -225,14 +226,14 @@ def test_corrupt_classifier_cache_is_rebuilt_with_one_warning(monkeypatch, corru
         return real_train(train, test, settings, **kw)
 
     monkeypatch.setattr(feat, "train_classifier", counting)
-    first = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+    first = classifier_for("digits", 8, settings=MICRO, progress=False)
     paths = feat.cache_paths("digits", 8, 1, MICRO)
     assert calls == ["digits"] and all(p.is_file() for p in paths)
     good = [p.read_bytes() for p in paths]
     corrupt(paths[which])
     assert paths[which].read_bytes() != good[which]
     with pytest.warns(UserWarning) as record:
-        rebuilt = feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+        rebuilt = classifier_for("digits", 8, settings=MICRO, progress=False)
     assert len(record) == 1 and len(calls) == 2
     msg = str(record[0].message)
     assert "\n" not in msg and str(paths[which]) in msg
@@ -244,17 +245,17 @@ def test_corrupt_classifier_cache_is_rebuilt_with_one_warning(monkeypatch, corru
     torch.testing.assert_close(torch.load(paths[0], weights_only=True), first.net.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the next use reads the repaired cache silently
-        feat.get_classifier("digits", 8, settings=MICRO, progress=False)
+        classifier_for("digits", 8, settings=MICRO, progress=False)
     assert len(calls) == 2
 
 
 def test_classifier_refuses_points_unlabelled_data_and_odd_sizes(toy_datasets):
     with pytest.raises(UsageError, match="points, not images"):
-        feat.get_classifier("ring", 28, settings=MICRO, progress=False)
+        classifier_for("ring", 28, settings=MICRO, progress=False)
     with pytest.raises(UsageError, match="no labels"):
-        feat.get_classifier("unlabelled", 12, settings=MICRO, progress=False)
+        classifier_for("unlabelled", 12, settings=MICRO, progress=False)
     with pytest.raises(UsageError, match="8-64 px"):
-        feat.get_classifier("digits", 4, settings=MICRO, progress=False)
+        classifier_for("digits", 4, settings=MICRO, progress=False)
 
 
 @pytest.mark.parametrize("channels,res", [(1, 8), (3, 20), (3, 64)])
@@ -315,46 +316,47 @@ def test_class_histogram_metrics():
 # -- mode metrics ------------------------------------------------------------------------------
 
 
+def _mixture(name):
+    ds = gzoo.create("dataset", name)
+    return ds.modes, ds.sigma
+
+
 @pytest.mark.parametrize("name,k,sigma", [("ring", 8, 0.01), ("grid", 25, 0.05)])
 def test_mixture_mode_metrics_known_answers(name, k, sigma):
-    from gzoo.datasets import MIXTURES
-
-    modes = MIXTURES[name][0]().float()
+    modes = _mixture(name)[0].float()
     every = modes.repeat(3000 // k + 1, 1)[:3000]
-    r = mixture_mode_metrics(every, name)
+    r = mixture_mode_metrics(every, *_mixture(name))
     assert set(r) == {"modes", "num_modes", "high_quality", "reverse_kl", "n"}
     assert r["modes"] == k and r["num_modes"] == k and r["high_quality"] == 1.0 and r["n"] == 3000
     assert r["reverse_kl"] == pytest.approx(0.0, abs=1e-3)
-    one = mixture_mode_metrics(modes[:1].repeat(3000, 1) + sigma, name)  # 1.4 sigma away: still high quality
+    one = mixture_mode_metrics(modes[:1].repeat(3000, 1) + sigma, *_mixture(name))  # 1.4 sigma away: still high quality
     assert one["modes"] == 1 and one["high_quality"] == 1.0 and one["reverse_kl"] == pytest.approx(np.log(k))
-    off = mixture_mode_metrics(every + 10 * sigma, name)
+    off = mixture_mode_metrics(every + 10 * sigma, *_mixture(name))
     assert off["high_quality"] == 0.0 and off["modes"] == 0
     half = torch.cat([every[:1500], every[1500:] + 10 * sigma])  # half on the modes, half off
-    assert mixture_mode_metrics(half, name)["high_quality"] == pytest.approx(0.5)
+    assert mixture_mode_metrics(half, *_mixture(name))["high_quality"] == pytest.approx(0.5)
 
 
 def test_mixture_mode_metrics_sample_checks():
     with pytest.warns(UserWarning, match="at least 2500"):
-        assert mixture_mode_metrics(torch.zeros(10, 2), "ring")["n"] == 10
-    with pytest.raises(UsageError, match="not 'moons'"):
-        mixture_mode_metrics(torch.zeros(3000, 2), "moons")
+        assert mixture_mode_metrics(torch.zeros(10, 2), *_mixture("ring"))["n"] == 10
     with pytest.raises(UsageError, match=r"\(N, 2\)"):
-        mixture_mode_metrics(torch.zeros(3000, 3), "ring")
+        mixture_mode_metrics(torch.zeros(3000, 3), *_mixture("ring"))
 
 
 def test_stacked_mode_metrics(digits_classifier):
     base = gzoo.create("dataset", "digits", resolution=RES)
     idx = torch.arange(300)
     stacked = torch.cat([base.x[idx], base.x[idx.roll(1)], base.x[idx.roll(2)]], 1)  # (300, 3, 16, 16)
-    r = stacked_mode_metrics(stacked, "digits", digits_classifier, real_labels=torch.arange(1000))
+    r = stacked_mode_metrics(stacked, digits_classifier, torch.arange(1000))
     pred = digits_classifier.logits(base.x[idx]).argmax(1)
     expected_modes = {(int(a), int(b), int(c)) for a, b, c in zip(pred, pred.roll(1), pred.roll(2), strict=True)}
     assert r["modes"] == len(expected_modes) and r["num_modes"] == 1000 and r["n"] == 300
-    collapsed = stacked_mode_metrics(stacked[:1].repeat(50, 1, 1, 1), "digits", digits_classifier,
-                                     real_labels=torch.arange(1000))
+    collapsed = stacked_mode_metrics(stacked[:1].repeat(50, 1, 1, 1), digits_classifier, torch.arange(1000))
     assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(np.log(1000), rel=1e-6)
-    # against the real stacked dataset's mode histogram (the default reference)
-    default = stacked_mode_metrics(stacked, "digits", digits_classifier)
+    # against the real stacked dataset's mode histogram
+    real = gzoo.create("dataset", "stacked-digits", resolution=RES).labels()
+    default = stacked_mode_metrics(stacked, digits_classifier, real)
     assert default["modes"] == r["modes"] and np.isfinite(default["reverse_kl"])
 
 

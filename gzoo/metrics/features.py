@@ -12,8 +12,9 @@ one-line warning.
 * ``features(x)``: the 128-d penultimate layer (FID, KID, precision/recall...).
 * ``probs(x)``: softmax class probabilities (Inception-Score analogue, class histograms).
 
-Stacked datasets (``stacked-<base>``) use the classifier of ``<base>`` on each channel, so
-``get_classifier("stacked-fashion-mnist", 28)`` returns the Fashion-MNIST classifier.
+This module takes dataset objects, never names: :func:`gzoo.evaluation.classifier_for`
+builds the splits from a registered name (and gives a stacked dataset the classifier of its
+base dataset, applied channel by channel).
 """
 
 from __future__ import annotations
@@ -40,11 +41,6 @@ MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GZOO_CACHE", "~/.cache/gzoo")).expanduser() / "classifiers"
-
-
-def base_dataset(dataset: str) -> str:
-    """The dataset whose classifier measures ``dataset`` (``stacked-x`` -> ``x``)."""
-    return dataset[len("stacked-") :] if dataset.startswith("stacked-") else dataset
 
 
 class LeNet(nn.Module):
@@ -123,42 +119,35 @@ def cache_paths(dataset: str, resolution: int, channels: int, settings: TrainSet
 
 
 def get_classifier(
-    dataset: str,
-    resolution: int,
+    train: Any,
+    test: Any = None,
     *,
+    key: str | None = None,
     settings: TrainSettings | None = None,
     progress: bool = True,
-    registry: Any = None,
-    data_opt: dict[str, Any] | None = None,
 ) -> Classifier:
-    """The cached classifier for ``dataset`` at ``resolution``; trained on first use.
+    """The classifier of the labelled image dataset ``train`` (a dataset object), trained on
+    first use and cached under ``key`` (default ``train.name``), its resolution and channels.
 
-    ``stacked-<base>`` gets the 1-channel classifier of ``<base>``. ``data_opt`` are passed
-    to the dataset factory (e.g. ``root``); options the base dataset lacks are dropped.
+    Its accuracy is measured on ``test`` (default: ``train``). :func:`gzoo.evaluation.classifier_for`
+    builds the datasets from a name and options.
     """
-    from ..plugins import get_plugin_manager
-
     settings = settings or DEFAULT_SETTINGS
-    registry = registry or get_plugin_manager().registry
-    spec = registry.get("dataset", base_dataset(dataset))
-    dataset = spec.name  # aliases share one cache entry
-    if "resolution" not in spec.options:
-        raise UsageError(f"dataset {dataset!r} holds points, not images: use the mode metrics instead")
+    key = key or getattr(train, "name", None) or "dataset"
+    shape = tuple(train.image_shape)
+    if len(shape) != 3:
+        raise UsageError(f"dataset {key!r} holds points of shape {shape}, not images: use the mode metrics instead")
+    channels, resolution = shape[0], shape[-1]
     if not (MIN_RESOLUTION <= resolution <= MAX_RESOLUTION):
         raise UsageError(
             f"the feature classifier takes {MIN_RESOLUTION}-{MAX_RESOLUTION} px images, got {resolution} px"
         )
-    data_opt = {k: v for k, v in (data_opt or {}).items() if k in spec.options and k not in ("resolution", "split")}
-    train = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="train")
-    if len(train.image_shape) != 3:
-        raise UsageError(f"dataset {dataset!r} holds points, not images: use the mode metrics instead")
     if not train.num_classes or train.labels() is None:
         raise UsageError(
-            f"dataset {dataset!r} has no labels, so gzoo cannot train its feature classifier; "
+            f"dataset {key!r} has no labels, so gzoo cannot train its feature classifier; "
             "evaluate with Inception features (--inception-weights) instead"
         )
-    channels = train.image_shape[0]
-    weights, meta_path = cache_paths(dataset, resolution, channels, settings)
+    weights, meta_path = cache_paths(key, resolution, channels, settings)
     if weights.is_file() and meta_path.is_file():
         cached = _load_cached(weights, meta_path, channels, resolution, train.num_classes)
         if isinstance(cached, Classifier):
@@ -166,14 +155,10 @@ def get_classifier(
         bad, why = cached
         warnings.warn(f"the feature classifier cache file {bad} is corrupt ({why}); rebuilding it",
                       stacklevel=2)
-    try:
-        test = registry.create("dataset", dataset, **data_opt, resolution=resolution, split="test")
-    except UsageError:
-        test = None  # e.g. no test files: accuracy is then measured on the training split
     net, meta = train_classifier(train, test if test is not None else train, settings, progress=progress)
-    meta.update(dataset=dataset, resolution=resolution, channels=channels, code_hash=code_hash(settings),
+    meta.update(dataset=key, resolution=resolution, channels=channels, code_hash=code_hash(settings),
                 accuracy_split="test" if test is not None else "train")
-    from ..run import save_checkpoint  # atomic write
+    from ..checkpoint import save_checkpoint  # atomic write
 
     save_checkpoint(net.state_dict(), weights)
     _write_text_atomic(meta_path, json.dumps(meta, indent=2))

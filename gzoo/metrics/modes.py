@@ -23,24 +23,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..datasets import MIXTURES
 from ..errors import UsageError
 from .image import reverse_kl
 
 MIN_SAMPLES = 2500
 
 
-def mixture_mode_metrics(samples: Tensor, dataset: str) -> dict[str, Any]:
-    """Modes recovered, fraction of high-quality samples and reverse KL for ring/grid."""
-    if dataset not in MIXTURES:
-        raise UsageError(f"mode metrics know the mixtures {sorted(MIXTURES)}, not {dataset!r}")
-    if samples.dim() != 2 or samples.shape[1] != 2:
-        raise UsageError(f"2-D mode metrics need samples of shape (N, 2), got {tuple(samples.shape)}")
+def mixture_mode_metrics(samples: Tensor, modes: Tensor, sigma: float) -> dict[str, Any]:
+    """Modes recovered, fraction of high-quality samples and reverse KL of ``(N, d)`` samples
+    of a Gaussian mixture with means ``modes`` ``(K, d)`` and standard deviation ``sigma``."""
+    modes = torch.as_tensor(modes, dtype=torch.float64)
+    if samples.dim() != 2 or samples.shape[1] != modes.shape[1]:
+        raise UsageError(f"mode metrics need samples of shape (N, {modes.shape[1]}), got {tuple(samples.shape)}")
     n = len(samples)
     if n < MIN_SAMPLES:
         warnings.warn(f"mode metrics from {n} samples; use at least {MIN_SAMPLES}", stacklevel=2)
-    modes_fn, sigma = MIXTURES[dataset]
-    modes = modes_fn()
     d = torch.cdist(samples.double(), modes)  # (N, K)
     dist, nearest = d.min(1)
     hq = dist <= 3 * sigma
@@ -56,21 +53,15 @@ def mixture_mode_metrics(samples: Tensor, dataset: str) -> dict[str, Any]:
     }
 
 
-def stacked_mode_metrics(samples: Tensor, base: str = "fashion-mnist", classifier: Any = None, *, real_labels: Tensor | None = None) -> dict[str, Any]:
-    """Modes recovered (of 1000) and reverse KL against the real stacked mode histogram."""
+def stacked_mode_metrics(samples: Tensor, classifier: Any, real_labels: Tensor) -> dict[str, Any]:
+    """Modes recovered (of 1000) and reverse KL against the real stacked mode histogram:
+    ``samples`` ``(N, 3, H, W)``, ``classifier`` the base dataset's (``logits`` of one channel),
+    ``real_labels`` the modes ``100 r + 10 g + b`` of the real stacked set."""
     if samples.dim() != 4 or samples.shape[1] != 3:
         raise UsageError(f"stacked mode metrics need samples of shape (N, 3, H, W), got {tuple(samples.shape)}")
-    n, resolution = len(samples), samples.shape[-1]
-    if classifier is None:
-        from .features import get_classifier
-
-        classifier = get_classifier(base, resolution)
+    n = len(samples)
     per_channel = classifier.logits(samples.flatten(0, 1).unsqueeze(1)).argmax(1).view(n, 3)
     modes = (per_channel * torch.tensor([100, 10, 1])).sum(1)
     p_gen = torch.bincount(modes, minlength=1000).double() / n
-    if real_labels is None:
-        from ..plugins import get_plugin_manager
-
-        real_labels = get_plugin_manager().registry.create("dataset", f"stacked-{base}", resolution=resolution).labels()
     p_real = torch.bincount(real_labels.long(), minlength=1000).double() / len(real_labels)
     return {"modes": int((p_gen > 0).sum()), "num_modes": 1000, "reverse_kl": reverse_kl(p_gen, p_real), "n": n}
