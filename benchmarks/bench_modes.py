@@ -12,6 +12,10 @@ independent processes with one thread each, ``--jobs`` at a time, so the numbers
 depend on ``--jobs``. Results: a section of docs/benchmarks.md, raw rows in
 benchmarks/results/modes*.json, sample scatters in docs/benchmarks/.
 
+The runs are gzoo's presets ``gan-ring``/``selfcond-ring``, ``gan-grid``/``selfcond-grid`` and
+``dcgan-stacked``/``selfcond-stacked`` (``gzoo list --kind preset``), so one row of a table is
+``gzoo run --preset NAME --seed S`` away; the options below override a preset's settings.
+
     python benchmarks/bench_modes.py                      # everything (~30 min on 2 cores)
     python benchmarks/bench_modes.py --only 2d            # ring + grid (~3 min)
     python benchmarks/bench_modes.py --only stacked --stacked-steps 10000  # a longer run
@@ -53,7 +57,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job["threads"])
     from gzoo.config import RunConfig
-    from gzoo.metrics.modes import mixture_mode_metrics, stacked_mode_metrics
+    from gzoo.evaluation import evaluate_samples
     from gzoo.trainer import Trainer
 
     out = Path(job["config"]["out"])
@@ -65,12 +69,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     seed = job["config"]["seed"]
     samples = trainer.generate(job["n_eval"], seed=seed)
-    if samples.dim() == 2:
-        metrics = mixture_mode_metrics(samples, job["config"]["data"])
-    else:
-        metrics = stacked_mode_metrics(samples, base="fashion-mnist")
+    wanted = ["modes", "high_quality", "reverse_kl"] if samples.dim() == 2 else ["modes", "reverse_kl"]
+    metrics = evaluate_samples(samples, trainer.data, metrics=wanted, progress=False)
     row = {"model": job["model"], "data": job["config"]["data"], "seed": seed, "steps": trainer.step,
-           "train_seconds": seconds, **metrics}
+           "train_seconds": seconds, "config": job["config"], **metrics}
     if trainer.cond is not None:
         row["clusters_nonempty"] = int((trainer.cond.sizes > 0).sum())
         row["clusterings"] = trainer.cond.clusterings
@@ -98,36 +100,59 @@ def run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
 # -- experiment definitions ------------------------------------------------------------------------
 
 
-def _jobs(name: str, models: tuple[str, str], base: dict[str, Any], cond_opt: dict[str, Any], n_eval: int,
-          args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Every seed of the baseline ``models[0]`` and of its self-conditioned twin (same config + selfcond)."""
+RUN_QUIETLY = {"sample_every": 0, "ckpt_every": 0, "log_every": 0, "progress": False}
+
+
+def preset(name: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of preset ``name``, with the options the user gave on top (None: not given)."""
+    from gzoo import get_registry
+
+    settings = get_registry().get_preset(name)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.endswith("_opt"):
+            settings[key] = {**settings.get(key, {}), **value}
+        else:
+            settings[key] = value
+    return settings
+
+
+def _jobs(name: str, presets: dict[str, dict[str, Any]], n_eval: int, args: argparse.Namespace,
+          workdir: Path) -> list[dict[str, Any]]:
+    """Every seed of each model's preset (the baseline and its self-conditioned twin)."""
     jobs = []
-    for model in models:
+    for model, settings in presets.items():
         for seed in args.seeds:
-            cfg = dict(base, seed=seed, out=str(workdir / f"{name}-{model}-s{seed}"))
-            if model == "selfcond":
-                cfg.update(cond="selfcond", cond_opt={**cond_opt, "seed": seed})
+            cfg = dict(settings, **RUN_QUIETLY, seed=seed, out=str(workdir / f"{name}-{model}-s{seed}"))
+            if cfg.get("cond") == "selfcond":
+                cfg["cond_opt"] = {**cfg["cond_opt"], "seed": seed}
             jobs.append({"model": model, "config": cfg, "n_eval": n_eval, "threads": args.threads,
                          "picture": seed == args.seeds[0]})
     return jobs
 
 
 def two_d_jobs(data: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    mlp = {"hidden": args.hidden_2d, "depth": 3}
-    base = dict(gen="mlp", disc="mlp", loss="nonsaturating", data=data, gen_opt=mlp, disc_opt=mlp,
-                steps=args.steps_2d, batch_size=args.batch_2d, lr=args.lr_2d, cosine=True,
-                sample_every=0, ckpt_every=0, log_every=0, progress=False)
-    cond = {"k": args.k_2d, "recluster_every": args.recluster_2d, "subset": args.subset_2d}
-    return _jobs(data, ("GAN", "selfcond"), base, cond, args.n_2d, args, workdir)
+    mlp = None if args.hidden_2d is None else {"hidden": args.hidden_2d}
+    common = dict(gen_opt=mlp, disc_opt=mlp, steps=args.steps_2d, batch_size=args.batch_2d, lr=args.lr_2d)
+    cond = {k: v for k, v in (("k", args.k_2d), ("recluster_every", args.recluster_2d),
+                              ("subset", args.subset_2d)) if v is not None}
+    presets = {"GAN": preset(f"gan-{data}", **common), "selfcond": preset(f"selfcond-{data}", **common, cond_opt=cond)}
+    return _jobs(data, presets, args.n_2d, args, workdir)
 
 
 def stacked_jobs(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    dc = {"ch": args.stacked_ch}
-    base = dict(gen="dcgan", disc="dcgan", loss="nonsaturating", data="stacked-fashion-mnist", gen_opt=dc,
-                disc_opt=dc, steps=args.stacked_steps, batch_size=args.stacked_batch, lr=2e-4,
-                sample_every=0, ckpt_every=0, log_every=0, progress=False)
-    cond = {"k": args.stacked_k, "recluster_every": args.stacked_recluster, "subset": args.stacked_subset}
-    return _jobs("stacked", ("DCGAN", "selfcond"), base, cond, args.n_stacked, args, workdir)
+    dc = None if args.stacked_ch is None else {"ch": args.stacked_ch}
+    common = dict(gen_opt=dc, disc_opt=dc, steps=args.stacked_steps, batch_size=args.stacked_batch)
+    cond = {k: v for k, v in (("k", args.stacked_k), ("recluster_every", args.stacked_recluster),
+                              ("subset", args.stacked_subset)) if v is not None}
+    presets = {"DCGAN": preset("dcgan-stacked", **common), "selfcond": preset("selfcond-stacked", **common, cond_opt=cond)}
+    return _jobs("stacked", presets, args.n_stacked, args, workdir)
+
+
+def settings_of(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
+    """The config a model's runs used (for the table's description)."""
+    return next(r["config"] for r in rows if r["model"] == model)
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -144,8 +169,10 @@ def _reached(ok: bool) -> str:
 
 def two_d_section(data: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     k_modes = rows[0]["num_modes"]
+    c, sc = settings_of(rows, "GAN"), settings_of(rows, "selfcond")["cond_opt"]
     table, verdicts, pictures = [], [], []
-    for model, name in (("GAN", "GAN (gzoo)"), ("selfcond", f"self-conditioned GAN, k={args.k_2d} (gzoo)")):
+    for model, name in (("GAN", f"GAN (gzoo, --preset gan-{data})"),
+                        ("selfcond", f"self-conditioned GAN, k={sc['k']} (gzoo, --preset selfcond-{data})")):
         rs = [r for r in rows if r["model"] == model]
         full = sum(r["modes"] == k_modes for r in rs)
         table.append([name, mean_std([r["modes"] for r in rs]), mean_std([100 * r["high_quality"] for r in rs]),
@@ -163,11 +190,11 @@ def two_d_section(data: str, rows: list[dict[str, Any]], args: argparse.Namespac
     n_eval = rows[0]["n"]
     return (
         f"### 2-D {data} ({k_modes} modes)\n\n"
-        f"MLP G and D (hidden {args.hidden_2d}, depth 3; G latent 64), non-saturating loss, Adam lr "
-        f"{args.lr_2d:g} (betas 0.5, 0.999) with cosine decay, batch {args.batch_2d}, {args.steps_2d} G steps, "
-        f"seeds {','.join(map(str, args.seeds))} (mean ± std over seeds); metrics on {n_eval} generated samples "
-        f"(high quality = within 3σ of the nearest mode). Self-conditioning: k={args.k_2d}, reclustering every "
-        f"{args.recluster_2d} steps, subset {args.subset_2d}. Budget: {args.steps_2d} steps per run, one CPU thread "
+        f"MLP G and D (hidden {c['gen_opt']['hidden']}, depth {c['gen_opt']['depth']}; G latent 64), non-saturating "
+        f"loss, Adam lr {c['lr']:g} (betas 0.5, 0.999) with cosine decay, batch {c['batch_size']}, {c['steps']} G "
+        f"steps, seeds {','.join(map(str, args.seeds))} (mean ± std over seeds); metrics on {n_eval} generated "
+        f"samples (high quality = within 3σ of the nearest mode). Self-conditioning: k={sc['k']}, reclustering "
+        f"every {sc['recluster_every']} steps, subset {sc['subset']}. Budget: {c['steps']} steps per run, one CPU thread "
         f"per run; `train s` is the mean wall time of one run (shared machine). Published rows: other code, "
         f"architecture and budget (reference only).\n\n"
         + markdown_table(["model", f"modes (of {k_modes})", "% high quality", "reverse KL", "all modes", "train s"],
@@ -185,37 +212,39 @@ def stacked_real_reference(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from gzoo import create
-    from gzoo.metrics.features import get_classifier
+    from gzoo.evaluation import classifier_for
     from gzoo.metrics.modes import stacked_mode_metrics
 
-    clf = get_classifier("fashion-mnist", 28)
+    clf = classifier_for("fashion-mnist", 28)
     data = create("dataset", "stacked-fashion-mnist")
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(data), generator=g)[: args.n_stacked]
-    row = stacked_mode_metrics(data.get_batch(idx)[0], "fashion-mnist", clf, real_labels=data.labels())
+    row = stacked_mode_metrics(data.get_batch(idx)[0], clf, data.labels())
     return {**row, "classifier_accuracy": clf.accuracy}
 
 
 def stacked_section(rows: list[dict[str, Any]], args: argparse.Namespace, real: dict[str, Any] | None = None) -> str:
     table = []
+    c, sc = settings_of(rows, "DCGAN"), settings_of(rows, "selfcond")["cond_opt"]
     if real is not None:
         table.append([f"real stacked images ({real['n']}, reference)", str(real["modes"]),
                       f"{real['reverse_kl']:.3f}", "-"])
-    for model, name in (("DCGAN", "DCGAN"), ("selfcond", f"self-conditioned DCGAN, k={args.stacked_k}")):
+    for model, name in (("DCGAN", "DCGAN (--preset dcgan-stacked)"),
+                        ("selfcond", f"self-conditioned DCGAN, k={sc['k']} (--preset selfcond-stacked)")):
         rs = [r for r in rows if r["model"] == model]
         table.append([name, mean_std([r["modes"] for r in rs]), mean_std([r["reverse_kl"] for r in rs]),
                       f"{sum(r['train_seconds'] for r in rs) / len(rs):.0f}"])
     n_eval = rows[0]["n"]
     return (
         f"### Stacked Fashion-MNIST (1,000 modes)\n\n"
-        f"DCGAN G and D (width {args.stacked_ch}, no batch norm in D), non-saturating loss, Adam 2e-4 (0.5, 0.999), "
-        f"batch {args.stacked_batch}, {args.stacked_steps} G steps, seeds {','.join(map(str, args.seeds))} "
+        f"DCGAN G and D (width {c['gen_opt']['ch']}, no batch norm in D), non-saturating loss, Adam {c['lr']:g} "
+        f"(0.5, 0.999), batch {c['batch_size']}, {c['steps']} G steps, seeds {','.join(map(str, args.seeds))} "
         f"(mean ± std); metrics on {n_eval} generated samples, each channel classified by gzoo's Fashion-MNIST "
         f"LeNet" + (f" (test accuracy {real['classifier_accuracy']:.3f}; the first row measures {real['n']} real "
                     f"images the same way: the best a generator can score)" if real else "")
-        + f"; reverse KL against the real stacked mode histogram. Self-conditioning: k={args.stacked_k}, "
-        f"reclustering every {args.stacked_recluster} steps, subset {args.stacked_subset}. Budget: "
-        f"{args.stacked_steps} steps per run, one CPU thread per run; a short CPU budget, far from the paper's "
+        + f"; reverse KL against the real stacked mode histogram. Self-conditioning: k={sc['k']}, "
+        f"reclustering every {sc['recluster_every']} steps, subset {sc['subset']}. Budget: "
+        f"{c['steps']} steps per run, one CPU thread per run; a short CPU budget, far from the paper's "
         f"(use `--stacked-steps` for longer runs).\n\n"
         + markdown_table(["model", "modes (of 1000)", "reverse KL", "train s"], table)
         + "\n\n" + " ".join(p for p in (_copy_picture([r for r in rows if r["model"] == m], f"modes-stacked-{m}.png")
@@ -231,21 +260,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--workdir", default="runs/bench-modes")
     g = ap.add_argument_group("2-D ring and grid")
-    g.add_argument("--steps-2d", type=int, default=5000)
-    g.add_argument("--batch-2d", type=int, default=128)
-    g.add_argument("--lr-2d", type=float, default=1e-3)
-    g.add_argument("--hidden-2d", type=int, default=128)
-    g.add_argument("--k-2d", type=int, default=50)
-    g.add_argument("--recluster-2d", type=int, default=500)
-    g.add_argument("--subset-2d", type=int, default=5000)
+    g.add_argument("--steps-2d", type=int, help="default: the preset's")
+    g.add_argument("--batch-2d", type=int, help="default: the preset's")
+    g.add_argument("--lr-2d", type=float, help="default: the preset's")
+    g.add_argument("--hidden-2d", type=int, help="default: the preset's")
+    g.add_argument("--k-2d", type=int, help="default: the preset's")
+    g.add_argument("--recluster-2d", type=int, help="default: the preset's")
+    g.add_argument("--subset-2d", type=int, help="default: the preset's")
     g.add_argument("--n-2d", type=int, default=2500, help="generated samples per evaluation")
     s = ap.add_argument_group("stacked Fashion-MNIST")
-    s.add_argument("--stacked-steps", type=int, default=3000)
-    s.add_argument("--stacked-batch", type=int, default=64)
-    s.add_argument("--stacked-ch", type=int, default=32)
-    s.add_argument("--stacked-k", type=int, default=100)
-    s.add_argument("--stacked-recluster", type=int, default=200)
-    s.add_argument("--stacked-subset", type=int, default=3000)
+    s.add_argument("--stacked-steps", type=int, help="default: the preset's")
+    s.add_argument("--stacked-batch", type=int, help="default: the preset's")
+    s.add_argument("--stacked-ch", type=int, help="default: the preset's")
+    s.add_argument("--stacked-k", type=int, help="default: the preset's")
+    s.add_argument("--stacked-recluster", type=int, help="default: the preset's")
+    s.add_argument("--stacked-subset", type=int, help="default: the preset's")
     s.add_argument("--n-stacked", type=int, default=10000, help="generated samples per evaluation")
     args = ap.parse_args()
     workdir = Path(args.workdir)
