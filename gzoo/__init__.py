@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -39,5 +43,36 @@ def get_registry() -> Any:
 
     return get_plugin_manager().registry
 
+
+#: modules that moved, old name -> new home. ``import gzoo.datasets`` still works and gives the
+#: very module object of the new home (attributes, private names, monkeypatching: all the same).
+MOVED = {
+    "gzoo.datasets": "gzoo.default_plugins.datasets",
+    "gzoo.conditioning": "gzoo.default_plugins.conditioning",
+    "gzoo.evaluation": "gzoo.default_plugins.evaluation",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves the old names in :data:`MOVED` to their new modules."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname in MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec: Any) -> Any:
+        module = importlib.import_module(MOVED[spec.name])
+        spec.loader_state = module.__spec__  # the import system is about to overwrite it
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        # the new module is already executed; give it back its own spec, so that its relative
+        # imports keep resolving against its real package
+        module.__spec__ = module.__spec__.loader_state
+
+
+if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 __all__ = ["create", "list_components", "get_registry", "hookimpl", "__version__"]

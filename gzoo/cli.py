@@ -538,7 +538,7 @@ def _gib(nbytes: float) -> str:
 def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None, as_json: bool,
              threads: int | None) -> None:
     """Evaluate a run with offline metrics (LeNet-feature FID/KID, precision/recall, modes...)."""
-    from .evaluation import evaluate_run, format_table
+    from .default_plugins.evaluation import evaluate_run, format_table
 
     _set_threads(threads)
     results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed, inception_weights=inception_weights,

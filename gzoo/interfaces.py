@@ -12,11 +12,13 @@ data (the 2-D mixtures) is ``(N, 2)``. ``image_shape`` never includes the batch.
 * :class:`Block` -- a shape-preserving feature-map module ``(N, C, H, W) -> (N, C, H, W)``
   that can be inserted into models that declare resolution :attr:`stages`.
 * :class:`Conditioner` -- where class labels come from (dataset labels, self-conditioning).
+* :class:`MetricFamily` -- how one kind of data is measured (a dataset names its family in
+  ``measured_by``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
 import torch
@@ -31,6 +33,7 @@ __all__ = [
     "Regularizer",
     "Block",
     "Conditioner",
+    "MetricFamily",
     "ConditionalHead",
     "Stage",
 ]
@@ -393,6 +396,33 @@ class Conditioner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+class MetricFamily:
+    """How one kind of data is measured (a registered component of kind ``metric``).
+
+    A dataset names its family in its ``measured_by`` attribute (labelled images default to
+    gzoo's ``images``). Subclasses set :attr:`names` and :attr:`lower_is_better` and implement
+    :meth:`measure`; :meth:`min_samples` says how many samples make the metrics computable.
+    """
+
+    #: the metrics this family reports, in table order
+    names: ClassVar[list[str]] = []
+    #: the subset of :attr:`names` where lower is better
+    lower_is_better: ClassVar[set[str]] = set()
+    #: extra metrics that can be asked for by name (e.g. Inception FID); never computed by default
+    optional: ClassVar[list[str]] = []
+
+    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
+        """The fewest samples from which ``metrics`` are computable, and why."""
+        return 1, ""
+
+    def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
+                make_dataset: Callable[..., Any] | None, progress: bool, **options: Any) -> dict[str, Any]:
+        """``metrics`` (a subset of :attr:`names` and :attr:`optional`) of ``samples`` against
+        the real dataset object ``data``, as a dict of numbers. ``make_dataset(split=...,
+        resolution=...)`` builds other splits/sizes of the same dataset when available."""
+        raise NotImplementedError
 
 
 def _device_of(module: nn.Module) -> torch.device:

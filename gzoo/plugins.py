@@ -52,7 +52,7 @@ from .errors import GzooError, UsageError, one_line
 from .registry import NameConflictError, RegistrationError, Registry
 
 #: modules of the core that are plugins themselves (registered first).
-DEFAULT_PLUGINS = ("gzoo.datasets", "gzoo.conditioning", "gzoo.evaluation")
+DEFAULT_PLUGINS = ("gzoo.default_plugins.datasets", "gzoo.default_plugins.conditioning", "gzoo.default_plugins.evaluation")
 
 #: the distribution that owns the built-in entry points.
 OWN_DIST = "gzoo"

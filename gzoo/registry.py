@@ -38,7 +38,7 @@ from torch import nn
 from .config import RunConfig
 from .data import check_dataset
 from .errors import GzooError, UnknownNameError, UsageError, one_line, suggest
-from .interfaces import Block, Discriminator, Generator, Loss, Regularizer
+from .interfaces import Block, Discriminator, Generator, Loss, MetricFamily, Regularizer
 
 KINDS = ("generator", "discriminator", "loss", "regularizer", "block", "dataset", "conditioner", "visualizer",
          "metric")
@@ -300,6 +300,7 @@ INTERFACES: dict[str, type] = {
     "loss": Loss,
     "regularizer": Regularizer,
     "block": Block,
+    "metric": MetricFamily,
 }
 
 #: what a regularizer without a penalty must override to do anything.
@@ -336,6 +337,11 @@ def interface_problems(kind: str, cls: type) -> list[str]:
                             f"{', '.join(REGULARIZER_HOOKS)}, so it does nothing")
     elif kind == "block" and not _overrides(cls, Block, "forward"):
         problems.append("it does not implement forward(x) -> (N, C, H, W)")
+    elif kind == "metric":
+        if not _overrides(cls, MetricFamily, "measure"):
+            problems.append("it does not implement measure(samples, data, metrics, ...) -> dict")
+        elif not cls.names:
+            problems.append("its names (the metrics it reports) are empty")
     return problems
 
 

@@ -162,7 +162,7 @@ class Trainer:
         for name in self.config.viz:
             self.registry.get("visualizer", name)
         if self.config.eval_every:
-            from .evaluation import check_evaluable
+            from .default_plugins.evaluation import check_evaluable
 
             check_evaluable(self.data, self.config)
         if self._resume_state is None and self.run_dir.exists():

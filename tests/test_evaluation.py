@@ -289,7 +289,7 @@ class Moons(TensorGanDataset):
         self.measured_by = None if family == "none" else family
 
 
-class MeanDistance(gzoo.evaluation.MetricFamily):
+class MeanDistance(gzoo.interfaces.MetricFamily):
     """A plugin's metric family: the distance between the means of real and generated points."""
 
     names = ["mean_gap", "spread"]
@@ -360,3 +360,23 @@ def test_metric_modules_take_tensors_and_datasets_not_names():
         text = path.read_text()
         for word in ("get_plugin_manager", "registry", "..plugins", "..datasets"):
             assert word not in text, f"{path.name} uses {word}"
+
+
+def test_a_metric_family_that_cannot_work_is_refused_at_registration(pm):
+    class NoMeasure(gzoo.interfaces.MetricFamily):
+        names = ["x"]
+
+    class NoNames(MeanDistance):
+        names = []
+
+    class Plugin:
+        @gzoo.hookimpl
+        def gzoo_register_components(self, register):
+            register("metric", "no-measure", NoMeasure)
+            register("metric", "no-names", NoNames)
+
+    with pytest.warns(UserWarning) as record:
+        pm.register(Plugin(), "bad-metrics")
+    messages = " ".join(str(w.message) for w in record)
+    assert "does not implement measure" in messages and "names (the metrics it reports) are empty" in messages
+    assert not pm.registry.list("metric", "no-*")

@@ -214,3 +214,20 @@ def test_hookimpl_with_unknown_argument_is_refused_in_one_line(pm):
     assert not pm.pm.has_plugin("bad") and "bad" not in pm.info
     with pytest.raises(UsageError):
         pm.registry.get("generator", "tiny")
+
+
+@pytest.mark.parametrize("old,new", [("gzoo.datasets", "gzoo.default_plugins.datasets"),
+                                     ("gzoo.conditioning", "gzoo.default_plugins.conditioning"),
+                                     ("gzoo.evaluation", "gzoo.default_plugins.evaluation")])
+def test_moved_modules_keep_working_under_their_old_names(old, new):
+    """The core's own plugins moved into gzoo.default_plugins; old imports give the same module."""
+    import importlib
+    import subprocess
+    import sys
+
+    assert importlib.import_module(old) is importlib.import_module(new)
+    code = (f"import warnings; warnings.simplefilter('error'); import {old} as m; "
+            f"assert m.__name__ == '{new}' and m.__spec__.name == '{new}'; "
+            f"from {old} import *; import importlib; importlib.reload(m)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import hookimpl
-from .data import GanDataset, TensorGanDataset
-from .errors import DatasetNotFoundError, UsageError
+from .. import hookimpl
+from ..data import GanDataset, TensorGanDataset
+from ..errors import DatasetNotFoundError, UsageError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")

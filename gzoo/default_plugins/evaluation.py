@@ -37,13 +37,14 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import hookimpl
-from .errors import UsageError
+from .. import hookimpl
+from ..errors import UsageError
+from ..interfaces import MetricFamily
 
 IMAGE_METRICS = ["fid_lenet", "kid_lenet", "is_lenet", "precision", "recall", "density", "coverage",
                  "class_coverage", "class_rkl"]
@@ -59,33 +60,8 @@ LOWER_IS_BETTER = {"fid_lenet", "kid_lenet", "class_rkl", "reverse_kl", "fid_inc
 # -- metric families -----------------------------------------------------------------------------
 
 
-class MetricFamily:
-    """How one kind of data is measured (a registered component of kind ``metric``).
-
-    Subclasses set :attr:`names` and :attr:`lower_is_better` and implement :meth:`measure`;
-    :meth:`min_samples` says how many samples make the metrics computable.
-    """
-
-    #: the metrics this family reports, in table order
-    names: ClassVar[list[str]] = []
-    #: the subset of :attr:`names` where lower is better
-    lower_is_better: ClassVar[set[str]] = set()
-    #: extra metrics that can be asked for by name (e.g. Inception FID); never computed by default
-    optional: ClassVar[list[str]] = []
-
-    def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
-        """The fewest samples from which ``metrics`` are computable, and why."""
-        return 1, ""
-
-    def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
-                make_dataset: Callable[..., Any] | None, progress: bool, **options: Any) -> dict[str, Any]:
-        """``metrics`` of ``samples`` against the real ``data``. ``make_dataset(split=...,
-        resolution=...)`` builds other splits/sizes of the same dataset when available."""
-        raise NotImplementedError
-
-
 def _prdc_k() -> int:
-    from .metrics.image import prdc
+    from ..metrics.image import prdc
 
     defaults = inspect.signature(prdc).parameters
     return max(defaults["k_pr"].default, defaults["k_dc"].default)
@@ -128,7 +104,7 @@ class ImageMetrics(MetricFamily):
     def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
                 make_dataset: Callable[..., Any] | None, progress: bool, kid_subsets: int = 100,
                 kid_subset_size: int = 1000, inception_weights: str | None = None, **_: Any) -> dict[str, Any]:
-        from .metrics import (
+        from ..metrics import (
             class_histogram_metrics,
             fid_from_features,
             inception_score,
@@ -169,7 +145,7 @@ class ImageMetrics(MetricFamily):
             out.update({k: v for k, v in hist.items() if k in metrics})
         out.update(self.more(samples, data, clf, metrics))
         if set(INCEPTION_METRICS) & set(metrics):
-            from .metrics.inception import inception_fid_kid
+            from ..metrics.inception import inception_fid_kid
 
             out.update(inception_fid_kid(real, samples, inception_weights, seed=seed))
         return out
@@ -206,7 +182,7 @@ class StackedMetrics(ImageMetrics):
         return _StackedFeatures(clf)
 
     def more(self, samples: Tensor, data: Any, clf: Any, metrics: list[str]) -> dict[str, Any]:
-        from .metrics.modes import stacked_mode_metrics
+        from ..metrics.modes import stacked_mode_metrics
 
         if not {"modes", "reverse_kl"} & set(metrics):
             return {}
@@ -227,7 +203,7 @@ class MixtureMetrics(MetricFamily):
         return 1, ""
 
     def measure(self, samples: Tensor, data: Any, metrics: list[str], **_: Any) -> dict[str, Any]:
-        from .metrics.modes import mixture_mode_metrics
+        from ..metrics.modes import mixture_mode_metrics
 
         res = mixture_mode_metrics(samples, data.modes, data.sigma)
         return {"num_modes": res["num_modes"], **{k: res[k] for k in metrics}}
@@ -251,7 +227,7 @@ def family(data: Any, registry: Any = None) -> MetricFamily:
             f"{', no labels' if not getattr(data, 'num_classes', 0) else ''}); gzoo eval cannot score it"
         )
     if registry is None:
-        from .plugins import get_plugin_manager
+        from ..plugins import get_plugin_manager
 
         registry = get_plugin_manager().registry
     return registry.create("metric", name)
@@ -259,7 +235,7 @@ def family(data: Any, registry: Any = None) -> MetricFamily:
 
 def _dataset(name: str, data_opt: dict[str, Any] | None = None, **extra: Any) -> Any:
     """Build registered dataset ``name`` with ``data_opt`` plus ``extra`` (options it lacks dropped)."""
-    from .plugins import get_plugin_manager
+    from ..plugins import get_plugin_manager
 
     registry = get_plugin_manager().registry
     spec = registry.get("dataset", name)
@@ -279,7 +255,7 @@ def dataset_maker(name: str, data_opt: dict[str, Any] | None = None) -> Callable
 
 def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress: bool) -> Any:
     """The cached feature classifier of ``train``; its accuracy on the test split when one exists."""
-    from .metrics.features import get_classifier
+    from ..metrics.features import get_classifier
 
     test = None
     if make_dataset is not None:
@@ -294,7 +270,7 @@ def classifier_for(dataset: str, resolution: int, *, data_opt: dict[str, Any] | 
                    settings: Any = None, progress: bool = True) -> Any:
     """The feature classifier that measures registered dataset ``dataset`` at ``resolution``
     (for ``stacked-<base>``: the base's, applied channel by channel)."""
-    from .metrics.features import get_classifier
+    from ..metrics.features import get_classifier
 
     make_data = dataset_maker(dataset, data_opt)
     train, make = make_data(split="train", resolution=resolution), make_data
@@ -332,7 +308,7 @@ def higher_is_better(metric: str) -> bool:
     name = metric.removeprefix("eval_")
     if name in LOWER_IS_BETTER:
         return False
-    from .plugins import get_plugin_manager
+    from ..plugins import get_plugin_manager
 
     return not any(name in getattr(s.factory, "lower_is_better", ()) for s in get_plugin_manager().registry.list("metric"))
 
@@ -387,7 +363,7 @@ def check_evaluable(data: Any, config: Any) -> None:
     evaluation: data no metric family measures, an unknown ``--eval-metric``, too small an
     ``--eval-n`` or real dataset (see :func:`min_samples`), or images the feature classifier
     cannot measure (a size outside its range)."""
-    from .metrics.features import MAX_RESOLUTION, MIN_RESOLUTION
+    from ..metrics.features import MAX_RESOLUTION, MIN_RESOLUTION
 
     name = config.data
     try:
@@ -445,7 +421,7 @@ def evaluate_samples(
     if inception_weights:
         want = [*want, *(m for m in INCEPTION_METRICS if m not in want)]
     if any(m in INCEPTION_METRICS for m in want):
-        from .metrics.inception import find_weights
+        from ..metrics.inception import find_weights
 
         inception_weights = str(find_weights(inception_weights))  # fail before any work
     check_sample_count(len(samples), data, [m for m in want if m not in INCEPTION_METRICS] or None)
@@ -509,10 +485,10 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint (EMA weights where present); writes ``eval.json`` into the run."""
-    from .run import load_run
+    from ..run import load_run
 
     if inception_weights:
-        from .metrics.inception import find_weights
+        from ..metrics.inception import find_weights
 
         find_weights(inception_weights)  # fail before generating anything
     run = load_run(run_dir, which)

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import hookimpl
-from .errors import UsageError
-from .interfaces import Conditioner
+from .. import hookimpl
+from ..errors import UsageError
+from ..interfaces import Conditioner
 
 
 class LabelConditioner(Conditioner):
