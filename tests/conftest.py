@@ -1,5 +1,9 @@
 """Shared fixtures: a fresh plugin manager, a CLI runner that goes through ``main``
-(so exit codes and one-line errors are what users see), and throwaway plugins."""
+(so exit codes and one-line errors are what users see), throwaway plugins, and the
+tiny run configs most tests train (``ring_config``, ``digits_config``).
+
+``gzoo_pm`` and ``gzoo_plugin`` are the fixtures gzoo ships to plugin authors
+(:mod:`gzoo.testing`); they are imported here so gzoo's own tests use them too."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from click.testing import CliRunner
 
 import gzoo
 import gzoo.interfaces
+from gzoo.config import RunConfig
 from gzoo.plugins import get_plugin_manager, reset_plugin_manager
+from gzoo.testing import gzoo_plugin, gzoo_pm  # noqa: F401  (fixtures, as `pytest_plugins = ["gzoo.testing"]` gives)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -112,3 +118,49 @@ FAST = ["--steps", "2", "--batch-size", "8", "--sample-every", "0", "--quiet"]
 def run_dir(tmp_path) -> Path:
     return tmp_path / "run"
 
+
+
+@pytest.fixture
+def register_component(register_plugin):
+    """``register_component(kind, name, factory, **register_kwargs) -> name``: a throwaway
+    plugin that registers one component, for one test."""
+
+    def _register(kind: str, name: str, factory, **kwargs) -> str:
+        class Plugin:
+            @gzoo.hookimpl
+            def gzoo_register_components(self, register):
+                register(kind, name, factory, **kwargs)
+
+        register_plugin(Plugin(), f"test-{kind}-{name}")
+        return name
+
+    return _register
+
+
+#: a tiny 2-D run: narrow MLPs on the ring, quiet, on the CPU.
+RING = dict(gen="mlp", disc="mlp", data="ring", data_opt={"n": 2000}, batch_size=16, gen_opt={"hidden": 32},
+            disc_opt={"hidden": 32}, sample_every=0, progress=False, device="cpu")
+#: a tiny image run: narrow DCGANs on the bundled 28x28 digits, quiet, on the CPU.
+DIGITS = dict(gen="dcgan", disc="dcgan", data="digits", batch_size=16, gen_opt={"ch": 8}, disc_opt={"ch": 8},
+              sample_every=0, progress=False, device="cpu")
+
+
+def _config_factory(base: dict, tmp_path: Path):
+    def make(steps: int = 2, **overrides) -> RunConfig:
+        """A RunConfig of ``base`` with ``overrides`` (replacing whole settings, e.g. gen_opt),
+        training ``steps`` steps into ``tmp_path/"run"`` unless ``out`` is given."""
+        return RunConfig.from_dict({**base, "steps": steps, "out": str(tmp_path / "run"), **overrides})
+
+    return make
+
+
+@pytest.fixture
+def ring_config(tmp_path):
+    """``ring_config(steps=2, **overrides) -> RunConfig``: a tiny 2-D run (:data:`RING`)."""
+    return _config_factory(RING, tmp_path)
+
+
+@pytest.fixture
+def digits_config(tmp_path):
+    """``digits_config(steps=2, **overrides) -> RunConfig``: a tiny image run (:data:`DIGITS`)."""
+    return _config_factory(DIGITS, tmp_path)
