@@ -349,7 +349,7 @@ def run(ctx: click.Context, **kw: Any) -> None:
             raise click.UsageError("--reg-opt and --plugin-opt cannot change when resuming")
         from .trainer import resume
 
-        _report(resume(kw["resume"], flags, pm=pm), resumed=True)
+        _report(resume(kw["resume"], flags, pm=pm))
         return
 
     config, explicit = RunConfig(), set(flags)
@@ -383,7 +383,7 @@ def run(ctx: click.Context, **kw: Any) -> None:
     _report(trainer, interrupted=status == "interrupted")
 
 
-def _report(trainer: Any, *, resumed: bool = False, interrupted: bool = False) -> None:
+def _report(trainer: Any, *, interrupted: bool = False) -> None:
     err = _console(stderr=True)
     last = trainer.run_dir / "checkpoints" / "last.pt"
     if interrupted or trainer._stop_requested:

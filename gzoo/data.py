@@ -22,6 +22,10 @@ where ``moons(*, n=10000, split="train")`` returns an object that satisfies
 ``ds.labels()`` (optional)
     All labels as a ``(len,)`` long tensor, or None; used for class frequencies (label
     conditioning, mode metrics). Without it, gzoo assumes no labels.
+``ds.measured_by`` (optional)
+    The name of the registered metric family (kind ``metric``) that measures this data;
+    labelled images default to ``"images"``, anything else without it to None (``gzoo eval``
+    then says that nothing measures it). See :mod:`gzoo.default_plugins.evaluation`.
 
 The factory's own options should include, where they make sense:
 
@@ -88,10 +92,6 @@ class GanDataset(Dataset):
     def labels(self) -> Tensor | None:
         """All labels (``(len,)`` long tensor) or None; used for class frequencies."""
         return None
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.image_shape) == 3
 
 
 class TensorGanDataset(GanDataset):
