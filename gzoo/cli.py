@@ -78,7 +78,7 @@ def cli() -> None:
 
 @cli.command("list")
 @click.argument("name", required=False)
-@click.option("--kind", "-k", help="Only this kind (generator, discriminator, loss, regularizer, block, dataset, conditioner, visualizer, preset); with NAME, the one of that kind.")
+@click.option("--kind", "-k", help="Only this kind (generator, discriminator, loss, regularizer, block, dataset, conditioner, visualizer, metric, preset); with NAME, the one of that kind.")
 @click.option("--filter", "pattern", help="Only names matching this glob, e.g. '*coc*'.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(name: str | None, kind: str | None, pattern: str | None, as_json: bool) -> None:
@@ -311,7 +311,7 @@ RUN_FLAGS = {
 @click.option("--sample-every", type=int, help="Steps between sample grids.")
 @click.option("--ckpt-every", type=int, help="Steps between checkpoints.")
 @click.option("--eval-every", type=int, help="Steps between evaluations (keeps best.pt).")
-@click.option("--eval-metric", help="Metric that picks the best checkpoint.")
+@click.option("--eval-metric", help="Metric that picks the best checkpoint (default: the data's first, e.g. fid_lenet).")
 @click.option("--eval-n", type=int, help="Samples per periodic evaluation.")
 @click.option("--viz", multiple=True, help="Visualizer to run with every sample grid (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

@@ -59,7 +59,8 @@ class RunConfig:
     ckpt_every: int = 500  #: steps between checkpoints (0 = only at the end)
     n_samples: int = 64  #: images in a sample grid
     eval_every: int = 0  #: steps between evaluations (0 = off); keeps checkpoints/best.pt
-    eval_metric: str = "fid_lenet"  #: metric that decides the best checkpoint
+    eval_metric: str | None = None  #: metric that decides the best checkpoint (None: the data's first,
+    #: e.g. fid_lenet for images, modes for ring/grid)
     eval_n: int = 2500  #: samples per periodic evaluation
     viz: list[str] = field(default_factory=list)  #: visualizers run at every sample grid
     progress: bool = True  #: rich progress bar
@@ -249,3 +250,19 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     note = (f"loss {config.loss!r} needs a Lipschitz constraint on D and none was given: gzoo added {added} "
             "(WGAN paper; CoC-GAN §4.2). Choose one yourself with --reg clip, gp or sn.")
     return config.updated(changes, source="wgan defaults"), [note]
+
+
+def plugin_options(config: RunConfig, plugin: str, defaults: Any) -> dict[str, Any]:
+    """The options ``--plugin-opt PLUGIN.KEY=VALUE`` gave ``plugin`` in ``config``, over its
+    ``defaults``; each value is checked against its default's type, unknown keys are refused."""
+    from .registry import Option
+
+    out = dict(defaults)
+    for key, value in config.plugin_opt.get(plugin, {}).items():
+        if key not in defaults:
+            raise UsageError(f"plugin {plugin!r} has no option {key!r}; valid: "
+                             + (", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"))
+        default = defaults[key]
+        option = Option(key, default, None if default is None else type(default))
+        out[key] = option.coerce(value, owner=f"plugin {plugin!r}")
+    return out

@@ -97,7 +97,10 @@ class GanDataset(Dataset):
 class TensorGanDataset(GanDataset):
     """A dataset held in memory as tensors."""
 
-    def __init__(self, x: Tensor, y: Tensor | None, *, name: str, num_classes: int = 0):
+    def __init__(self, x: Tensor, y: Tensor | None, *, name: str, num_classes: int = 0,
+                 measured_by: str | None = None):
+        if measured_by is not None:  # else the default: labelled images -> "images", else nothing
+            self.measured_by = measured_by
         self.x = x.contiguous()
         self.y = y.long() if y is not None else None
         self.name = name

@@ -5,7 +5,7 @@ match these specs. An implementation may take fewer arguments than its spec, so 
 can grow without breaking plugins. Built-in plugins use exactly these hooks.
 
 Registration
-    :func:`gzoo_register_components`, :func:`gzoo_register_presets`
+    :func:`gzoo_register_components`, :func:`gzoo_register_presets`, :func:`gzoo_plugin_options`
 
 Training lifecycle (called by :class:`gzoo.trainer.Trainer`, in this order)
     :func:`gzoo_train_start`, then per G step: (:func:`gzoo_before_d_step`,
@@ -49,6 +49,17 @@ def gzoo_register_presets(register: Any) -> None:
     :param register: ``register(name, settings)``; ``settings`` maps run-config keys
         (``gen``, ``disc``, ``loss``, ``reg``, ``lr``, ``optimizer``, ``gen_opt``...) to
         values. Explicit command-line flags override a preset.
+    """
+
+
+@hookspec
+def gzoo_plugin_options() -> dict[str, Any]:
+    """The options this plugin takes, as ``{key: default}``.
+
+    Users set them with ``gzoo run --plugin-opt NAME.KEY=VALUE`` (``NAME`` is the plugin's name
+    as ``gzoo plugins`` lists it: its entry-point name); gzoo checks them against these defaults
+    before the run starts, saves them in ``config.yaml``, and the plugin reads them with
+    ``trainer.plugin_options(NAME)``. A plugin without this hook takes no options.
     """
 
 

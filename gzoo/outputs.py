@@ -25,7 +25,7 @@ from torch import Tensor
 from .checkpoint import clean_stale_temps, save_checkpoint
 from .config import RunConfig, save_yaml
 from .imaging import save_samples
-from .rundir import RunLock, check_fresh, trim_log
+from .rundir import LOCK_NAME, RunLock, check_fresh, trim_log
 
 
 class RunOutputs:
@@ -67,11 +67,26 @@ class RunOutputs:
             self._lock.release()
             raise
 
+    def discard(self) -> None:
+        """Remove what :meth:`open` wrote for a new run (a run that failed before its first step),
+        and the directory itself when nothing else is in it."""
+        if not self.writer:
+            return
+        for name in ("config.yaml", "metrics.jsonl"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for sub in ("checkpoints", "samples", "tb"):
+            path = self.run_dir / sub
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
     def close(self) -> None:
         if self._tb:
             self._tb.close()
         self._tb = None
         self._lock.release()
+        if self.writer and self.run_dir.is_dir() and [p.name for p in self.run_dir.iterdir()] == [LOCK_NAME]:
+            (self.run_dir / LOCK_NAME).unlink(missing_ok=True)  # a discarded run: leave no trace
+            self.run_dir.rmdir()
 
     # -- what a run writes -----------------------------------------------------------------------
     def log(self, metrics: dict[str, float], step: int) -> None:

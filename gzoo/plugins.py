@@ -194,6 +194,19 @@ class PluginManager:
                 if impl.plugin is plugin:
                     impl.function(register=self._bind(reg, info))
 
+    def declared_options(self, name: str) -> dict[str, Any] | None:
+        """The ``{key: default}`` options plugin ``name`` declares (``gzoo_plugin_options``),
+        or None when it declares none."""
+        plugin = self.pm.get_plugin(name)
+        for impl in self.pm.hook.gzoo_plugin_options.get_hookimpls():
+            if impl.plugin is plugin:
+                options = impl.function()
+                if not isinstance(options, dict):
+                    raise UsageError(f"plugin {name!r}: gzoo_plugin_options must return a dict of defaults, "
+                                     f"got {type(options).__name__}")
+                return options
+        return None
+
     def _bind(self, reg: Any, info: PluginInfo) -> Any:
         """``reg`` for plugin ``info``: a problem skips the entry (third party) or raises (built-in)."""
 
@@ -215,7 +228,8 @@ class PluginManager:
     def _skip(self, info: PluginInfo, exc: RegistrationError, where: str | None = None) -> None:
         label = _label(info.name, info.dist, info.version)
         if isinstance(exc, NameConflictError):
-            info.conflicts.append(f"{exc.id} (kept: {exc.kept})")
+            clash = "the name" if exc.key == exc.name else f"its alias {exc.key!r}"
+            info.conflicts.append(f"{exc.id} ({clash} kept by {exc.kept})")
             sep = " is " if exc.key == exc.name == exc.kept_name else ": "
             what = f"{exc.kind} {exc.name!r}{sep}{exc.problem}"
             _warn(f"{label}: {what}; {info.name}'s {exc.name} is skipped", exc, where)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -38,12 +37,13 @@ from .checkpoint import (
     load_checkpoint,
     nonfinite,
 )
-from .config import RunConfig, complete_for_loss
-from .errors import DivergenceError, GzooError, TrainingError, UsageError, one_line
+from .config import RunConfig, complete_for_loss, plugin_options
+from .errors import DivergenceError, UsageError
+from .faults import Faults, preflight, stop_on_signals
 from .outputs import RunOutputs
 from .plugins import PluginManager, get_plugin_manager
 from .run import build_components, generate, resolve_device, untrusted_config
-from .rundir import RunLock, check_fresh, choose_run_dir
+from .rundir import choose_run_dir
 
 #: settings that may change when resuming; everything else must match the checkpoint.
 RESUMABLE = {
@@ -98,7 +98,7 @@ class Losses(Mapping):
         return len(self.tensors)
 
 
-class Trainer:
+class Trainer(Faults):
     """Builds a run from a :class:`RunConfig` and trains it."""
 
     def __init__(self, config: RunConfig, *, run_dir: Path | None = None, resume_state: dict | None = None,
@@ -149,27 +149,7 @@ class Trainer:
         #: where the current step is: "idle" (between steps: state consistent), "inputs" (drawing
         #: data: undone from ``_snapshot`` on failure) or "update" (weights changing)
         self._phase, self._snapshot = "idle", {}
-        self._preflight()
-
-    def _preflight(self) -> None:
-        """Check before step 1 what would otherwise fail mid-run: visualizer names, plugin
-        options, that periodic evaluation can measure this data, and the run directory
-        (writable, not in use, holding no other run: checked again under the lock)."""
-        unknown = sorted(set(self.config.plugin_opt) - set(self.pm.info))
-        if unknown:
-            raise UsageError(f"--plugin-opt names plugin(s) {', '.join(map(repr, unknown))} that are not loaded; "
-                             f"loaded plugins: {', '.join(sorted(self.pm.info))}")
-        for name in self.config.viz:
-            self.registry.get("visualizer", name)
-        if self.config.eval_every:
-            from .default_plugins.evaluation import check_evaluable
-
-            check_evaluable(self.data, self.config)
-        if self._resume_state is None and self.run_dir.exists():
-            if not self.run_dir.is_dir():
-                raise UsageError(f"--out {self.run_dir} is a file, not a directory")
-            check_fresh(self.run_dir)
-        RunLock(self.run_dir).acquire().release()  # creates the directory: after every other check
+        preflight(self)
 
     def _total_steps(self) -> int:
         c = self.config
@@ -209,32 +189,32 @@ class Trainer:
         self.outputs.open(self.config, resume_step=resume_step, notes=self.notes)
         if self.cond is not None:
             self.pm.pm.register(self.cond, name="run-conditioner")
-        status, handlers = "finished", _install_signal_handlers(self)
-        try:
-            if self.cond is not None:
-                self.cond.setup(self)
-            if self._resume_state is not None:
-                self.load_state_dict(self._resume_state)
-            self.pm.hook.gzoo_train_start(trainer=self)
-            status = self._loop()
-        except KeyboardInterrupt:  # a second signal: stop now, at a consistent point
-            if self._phase == "update":
+        status = "finished"
+        with stop_on_signals(self):  # also while an emergency checkpoint is written
+            try:
+                if self.cond is not None:
+                    self.cond.setup(self)
+                if self._resume_state is not None:
+                    self.load_state_dict(self._resume_state)
+                self.pm.hook.gzoo_train_start(trainer=self)
+                status = self._loop()
+            except KeyboardInterrupt:  # a second signal: stop now, at a consistent point
+                if self._phase == "update":
+                    raise
+                self._undo_inputs()
+                self.save_checkpoint("last")
+                status = "interrupted"
+            except DivergenceError:
+                status = "diverged"
                 raise
-            self._undo_inputs()
-            self.save_checkpoint("last")
-            status = "interrupted"
-        except DivergenceError:
-            status = "diverged"
-            raise
-        except Exception as exc:
-            status = "failed"
-            raise self._failed(exc) from exc
-        finally:
-            _restore_signal_handlers(handlers)
-            self.pm.hook.gzoo_train_end(trainer=self, status=status)
-            if self.cond is not None and self.pm.pm.is_registered(self.cond):
-                self.pm.pm.unregister(self.cond)
-            self.outputs.close()
+            except Exception as exc:
+                status = "failed"
+                raise self._failed(exc) from exc
+            finally:
+                self.pm.hook.gzoo_train_end(trainer=self, status=status)
+                if self.cond is not None and self.pm.pm.is_registered(self.cond):
+                    self.pm.pm.unregister(self.cond)
+                self.outputs.close()
         return status
 
     def _loop(self) -> str:
@@ -274,9 +254,7 @@ class Trainer:
         read (a corrupt image) leaves the run at the previous step, which is then saved.
         """
         c, G, D, hook = self.config, self.G, self.D, self.pm.hook
-        self._snapshot = {"sampler": self.sampler.state_dict(), "z": self.z_gen.get_state(),
-                          "torch": torch.get_rng_state()}
-        self._phase = "inputs"
+        self._snapshot_inputs()
         batches = [self.next_batch() for _ in range(c.n_critic)]
         losses = Losses()
         for x, y in batches:
@@ -343,63 +321,16 @@ class Trainer:
         y = self.cond.fake_labels(n, generator=self.z_gen).to(self.device) if self.cond else None
         return z, y
 
-    def plugin_options(self, plugin: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
-        """The options ``--plugin-opt PLUGIN.KEY=VALUE`` gave ``plugin``, over its ``defaults``;
-        each value is checked against its default's type, unknown keys are refused."""
-        from .registry import Option
-
-        given = self.config.plugin_opt.get(plugin, {})
-        out = dict(defaults)
-        for key, value in given.items():
-            if key not in defaults:
-                raise UsageError(f"plugin {plugin!r} has no option {key!r}; valid: "
-                                 + (", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"))
-            default = defaults[key]
-            option = Option(key, default, None if default is None else type(default))
-            out[key] = option.coerce(value, owner=f"plugin {plugin!r}")
-        return out
+    def plugin_options(self, plugin: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The options ``--plugin-opt PLUGIN.KEY=VALUE`` gave ``plugin``, over its declared
+        defaults (``gzoo_plugin_options``, or ``defaults``); checked before training starts."""
+        if defaults is None:
+            defaults = self.pm.declared_options(plugin) or {}
+        return plugin_options(self.config, plugin, defaults)
 
     def request_stop(self) -> None:
         """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
         self._stop_requested = True
-
-    # -- faults -----------------------------------------------------------------------------------
-    def _guard(self, losses: Mapping[str, float], who: str) -> None:
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-        raise DivergenceError(
-            f"training diverged at step {self.step} ({who} update): "
-            + ", ".join(f"{k}={v}" for k, v in bad.items())
-            + f". {self._kept()} Try a lower --lr, --grad-clip, or a regularizer (--reg gp / r1)."
-        )
-
-    def _kept(self) -> str:
-        if self.saved_step is None or not self.outputs.last.exists():
-            return "No checkpoint had been written yet."
-        return f"The last good checkpoint is {self.outputs.last} (step {self.saved_step})."
-
-    def _undo_inputs(self) -> None:
-        """Return to the start of a step whose inputs were drawn but that changed no weight."""
-        if self._phase == "inputs":
-            self.sampler.load_state_dict(self._snapshot["sampler"])
-            self.z_gen.set_state(self._snapshot["z"])
-            torch.set_rng_state(self._snapshot["torch"])
-            self._phase = "idle"
-
-    def _failed(self, exc: Exception) -> Exception:
-        """Save what can be saved after ``exc``; the exception to raise, saying what was kept."""
-        self._undo_inputs()
-        if self._phase == "update":
-            kept = f"it struck during an update, so step {self.step} was not saved. {self._kept()}"
-        else:
-            try:
-                kept = f"step {self.step} was saved to {self.save_checkpoint('last')}."
-            except GzooError as save_exc:
-                kept = f"saving failed too ({save_exc}). {self._kept()}"
-        resume = f" Continue with: gzoo run --resume {self.run_dir}" if self.saved_step is not None else ""
-        if isinstance(exc, GzooError):
-            return type(exc)(f"{exc} (during training: {kept}{resume})")
-        return TrainingError(f"training failed at step {self.step}: {type(exc).__name__}: {one_line(exc)}; "
-                             f"{kept}{resume}")
 
     # -- outputs (written through self.outputs) -----------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -499,31 +430,6 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             pe.lerp_(pm, 1.0 - decay)
         for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
             be.copy_(bm)
-
-
-#: the signals that stop a run gracefully: Ctrl-C, a scheduler's or ``kill``'s TERM, a closed terminal.
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-def _install_signal_handlers(trainer: Trainer) -> dict[int, Any]:
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: Any) -> None:
-        # the first signal asks for a stop after the step; a second one stops now, unless
-        # weights are changing or a checkpoint is being written (both finish first)
-        if trainer._stop_requested and not trainer._saving and trainer._phase != "update":
-            raise KeyboardInterrupt
-        trainer.request_stop()
-
-    return {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-
-
-def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for s, h in previous.items():
-        signal.signal(s, h)
 
 
 def _progress(enabled: bool) -> Any:

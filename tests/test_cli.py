@@ -155,3 +155,11 @@ def test_corrupt_checkpoint_exit_1_without_traceback(cli, tmp_path):
 def test_failed_run_leaves_no_run_directory(cli, tmp_path):
     r = cli("run", "--gen", "dcgan", "--data", "ring", "--out", tmp_path / "r")
     assert r.exit_code == 2 and not (tmp_path / "r").exists()
+
+
+def test_list_kind_help_names_every_kind(cli):
+    from gzoo.registry import KINDS
+
+    text = " ".join(cli("list", "--help").stdout.split())
+    for kind in (*KINDS, "preset"):
+        assert kind in text, f"gzoo list --help does not name kind {kind!r}"

@@ -145,9 +145,12 @@ def test_periodic_evaluation_on_images_with_fid(tmp_path):
     assert info["best"] == min(fids.values()) and info["metric"] == "fid_lenet"
 
 
-def test_unknown_eval_metric_is_refused(tmp_path):
+def test_unknown_eval_metric_is_refused_and_the_default_fits_the_data(tmp_path):
     with pytest.raises(UsageError, match="valid: modes, high_quality, reverse_kl"):
-        Trainer(RunConfig(**RING, steps=2, eval_every=1, out=str(tmp_path / "r"))).fit()
+        Trainer(RunConfig(**RING, steps=2, eval_every=1, eval_metric="fid_lenet", out=str(tmp_path / "r")))
+    t = train(RunConfig(**RING, steps=2, eval_every=2, eval_n=2500, out=str(tmp_path / "d")))
+    state = load_checkpoint(t.run_dir / "checkpoints" / "best.pt")
+    assert state["plugins"]["evaluation"]["metric"] == "modes"  # the first metric of the ring's family
 
 
 def test_metric_directions():
@@ -285,8 +288,7 @@ class Moons(TensorGanDataset):
         t = torch.rand(n, generator=g) * math.pi
         y = torch.randint(2, (n,), generator=g)
         x = torch.stack([t.cos() - y, t.sin() * (1 - 2 * y) + 0.5 * y], 1)
-        super().__init__(x, y, name="moons", num_classes=2)
-        self.measured_by = None if family == "none" else family
+        super().__init__(x, y, name="moons", num_classes=2, measured_by=None if family == "none" else family)
 
 
 class MeanDistance(gzoo.interfaces.MetricFamily):
@@ -338,6 +340,13 @@ def test_a_plugin_metric_family_measures_its_dataset(cli, tmp_path, register_plu
     real = Moons().x
     assert evaluate_samples(real, Moons(family="mean-distance"))["mean_gap"] == pytest.approx(0.0, abs=1e-6)
     assert better("mean_gap", 0.1, 0.2) and better("eval_spread", 0.3, 0.2)  # directions from the family
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(format_table(res))
+    table = console.export_text()
+    assert "mean_gap" in table and "lower" in table and "higher" in table
+    assert "LeNet" not in table  # the Inception caveat belongs to image metrics only
     r = cli("eval", "--run", out, "--n", "1")
     assert r.exit_code == 2 and "needs --n >= 2 for 'moons' (spread needs 2 samples)" in r.stderr
     # periodic evaluation with the plugin's metric, and a metric the family does not have
@@ -347,7 +356,7 @@ def test_a_plugin_metric_family_measures_its_dataset(cli, tmp_path, register_plu
     assert (t.run_dir / "checkpoints" / "best.pt").exists()
     with pytest.raises(UsageError, match="'fid_lenet' is not measured on 'moons'; valid: mean_gap, spread"):
         Trainer(RunConfig(gen="mlp", disc="mlp", data="moons", data_opt={"family": "mean-distance"},
-                          eval_every=1, out=str(tmp_path / "q")))
+                          eval_every=1, eval_metric="fid_lenet", out=str(tmp_path / "q")))
 
 
 def test_metric_modules_take_tensors_and_datasets_not_names():

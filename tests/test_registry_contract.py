@@ -148,7 +148,7 @@ def test_clash_skips_only_the_clashing_entry_with_one_warning_naming_both(pm, re
     assert pm.registry.get("generator", "resmlp").plugin == "evil"  # the rest of the plugin loads
     assert pm.registry.preset_plugins["wgan-gp"] == "classic" and "evil-fast" in pm.registry.presets
     info = pm.info["evil"]
-    assert info.conflicts == ["generator:dcgan (kept: classic)", "preset:wgan-gp (kept: classic)"]
+    assert info.conflicts == ["generator:dcgan (the name kept by classic)", "preset:wgan-gp (the name kept by classic)"]
     assert "generator:resmlp" in info.components and "generator:dcgan" not in info.components
 
 
@@ -170,6 +170,8 @@ def test_alias_clashes_skip_the_entry_too(pm, register_plugin, name, aliases, fr
     assert len(msgs) == 1 and fragment in msgs[0] and msgs[0].endswith(f"aliasing's {name} is skipped")
     assert pm.registry.get("loss", "ns").name == "nonsaturating"
     assert "myloss" not in {s.name for s in pm.registry.list("loss")}
+    clash = f"its alias {aliases[0]!r}" if aliases else "the name"
+    assert pm.info["aliasing"].conflicts == [f"loss:{name} ({clash} kept by classic)"]
 
 
 def test_builtins_load_before_third_party_entry_points(monkeypatch, cli):
@@ -198,7 +200,7 @@ def test_between_third_parties_the_first_by_entry_point_name_wins(monkeypatch):
     assert msgs == ["gzoo plugin 'zeta' (gzoo-zeta 1.0): generator 'resmlp' is already registered by 'alpha'; "
                     "zeta's resmlp is skipped"]
     assert pm.registry.get("generator", "resmlp").plugin == "alpha"
-    assert pm.info["zeta"].conflicts == ["generator:resmlp (kept: alpha)"] and not pm.info["zeta"].error
+    assert pm.info["zeta"].conflicts == ["generator:resmlp (the name kept by alpha)"] and not pm.info["zeta"].error
 
 
 def test_a_clash_between_builtins_is_an_error(monkeypatch):
@@ -219,11 +221,11 @@ def test_plugins_command_shows_conflicts_and_hooks(cli, register_plugin):
     r = cli("plugins", "--json")
     assert r.exit_code == 0, r.output
     row = {p["name"]: p for p in json.loads(r.stdout)}["logger"]
-    assert row["conflicts"] == ["generator:dcgan (kept: classic)"]
+    assert row["conflicts"] == ["generator:dcgan (the name kept by classic)"]
     assert row["hooks"] == ["gzoo_after_g_step", "gzoo_register_components", "gzoo_register_presets"]
     assert "gzoo_register_components" in {p["name"]: p for p in json.loads(r.stdout)}["classic"]["hooks"]
     r = cli("plugins", env=WIDE)
-    assert r.exit_code == 0 and "generator:dcgan (kept: classic)" in r.stdout
+    assert r.exit_code == 0 and "generator:dcgan (the name kept by classic)" in r.stdout
 
 
 # -- 2. checks at registration ------------------------------------------------------------------
@@ -619,3 +621,14 @@ def test_a_good_dataset_passes_and_the_check_leaves_the_random_state_alone():
     check_dataset(Points(), "points", "x")  # its get_batch draws random numbers
     assert torch.equal(torch.rand(3), expected)
     check_dataset(TensorGanDataset(torch.zeros(0, 2), None, name="empty"), "empty", "x")  # nothing to read
+
+
+def test_every_builtin_option_has_help():
+    """Every option of a built-in plugin's component is documented in its factory's ``Args:``."""
+    pm = PluginManager(autoload=False)
+    builtin = {name for name, info in pm.info.items() if info.builtin}
+    specs = [s for s in pm.registry.list() if s.plugin in builtin]
+    assert {s.plugin for s in specs} == builtin  # every built-in plugin registers components
+    missing = [f"{s.kind} {s.name!r} (plugin {s.plugin!r}): option {key!r}"
+               for s in specs for key, opt in s.options.items() if not opt.help.strip()]
+    assert not missing, "options without help (add them to the factory's Args: section): " + "; ".join(missing)

@@ -319,31 +319,65 @@ def test_generate_returns_the_labels_it_used(tmp_path):
 
 
 class EveryN:
-    """A hook plugin with an option: it logs a counter every ``n`` steps (``--plugin-opt every-n.n=2``)."""
+    """A hook plugin with options: it declares them (``gzoo_plugin_options``) and reads them."""
 
     seen: list = []
 
     @gzoo.hookimpl
+    def gzoo_plugin_options(self):
+        return {"n": 3, "label": "tick"}
+
+    @gzoo.hookimpl
     def gzoo_train_start(self, trainer):
-        self.opts = trainer.plugin_options("every-n", {"n": 3, "label": "tick"})
-        EveryN.seen.append(self.opts)
+        EveryN.seen.append(trainer.plugin_options("every-n"))
+
+
+class Silent:
+    """A hook plugin that takes no options."""
+
+    @gzoo.hookimpl
+    def gzoo_train_start(self, trainer):
+        pass
+
+
+RING_ARGS = ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--gen-opt", "hidden=8", "--disc-opt", "hidden=8",
+             "--steps", "1", "--batch-size", "8", "--sample-every", "0", "--quiet"]
 
 
 def test_plugin_options_reach_the_plugin_and_are_saved(cli, tmp_path, register_plugin):
     import yaml
 
     register_plugin(EveryN(), "every-n")
+    register_plugin(Silent(), "silent")
     EveryN.seen = []
-    ring = ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--gen-opt", "hidden=8", "--disc-opt", "hidden=8"]
-    fast = ["--steps", "1", "--batch-size", "8", "--sample-every", "0", "--quiet"]
-    r = cli("run", *ring, *fast, "--plugin-opt", "every-n.n=2", "--out", tmp_path / "r")
+    r = cli("run", *RING_ARGS, "--plugin-opt", "every-n.n=2", "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
     assert EveryN.seen == [{"n": 2, "label": "tick"}]
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["plugin_opt"] == {"every-n": {"n": 2}}
+    # every mistake is refused before anything is written
     for opt, message in (("every-n.m=2", "has no option 'm'; valid: n=3, label='tick'"),
                          ("every-n.n=many", "must be int"),
                          ("nope.n=2", "'nope' that are not loaded"),
+                         ("silent.x=1", "plugin 'silent' takes no options"),
                          ("every-n=2", "expects PLUGIN.KEY=VALUE")):
-        r = cli("run", *ring, *fast, "--plugin-opt", opt, "--out", tmp_path / opt.replace("=", "_"))
+        out = tmp_path / opt.replace("=", "_")
+        r = cli("run", *RING_ARGS, "--plugin-opt", opt, "--out", out)
         assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.output, r.output
+        assert not out.exists()
+
+
+class FailsAtStart:
+    @gzoo.hookimpl
+    def gzoo_train_start(self, trainer):
+        raise UsageError("this plugin refuses to start")
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_nothing_behind(cli, tmp_path, register_plugin, pm):
+    register_plugin(FailsAtStart(), "fails")
+    out = tmp_path / "r"
+    r = cli("run", *RING_ARGS, "--out", out)
+    assert r.exit_code == 2 and "refuses to start" in r.stderr and "nothing was trained" in r.stderr
+    assert not out.exists()
+    pm.unregister("fails")
+    assert cli("run", *RING_ARGS, "--out", out).exit_code == 0  # the same --out works right away

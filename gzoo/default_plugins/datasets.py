@@ -80,7 +80,12 @@ def _check_download(download: Any) -> bool:
 
 
 def digits(*, resolution: int = 28, split: str = "train") -> TensorGanDataset:
-    """scikit-learn's bundled 8x8 handwritten digits, resized (1 channel, 10 classes)."""
+    """scikit-learn's bundled 8x8 handwritten digits, resized (1 channel, 10 classes).
+
+    Args:
+        resolution: image side in pixels (>= 4), resized bilinearly from 8x8
+        split: "train" or "test": a fixed random 80/20 split of the 1,797 images
+    """
     from sklearn.datasets import load_digits
 
     _check_split(split)
@@ -160,12 +165,28 @@ def _mnist_like(
 
 
 def fashion_mnist(*, root: str = "", resolution: int = 28, split: str = "train", download: bool = False) -> TensorGanDataset:
-    """Fashion-MNIST (28x28, 10 classes) from Debian's package, a root, or a download."""
+    """Fashion-MNIST (28x28, 10 classes) from Debian's package, a root, or a download.
+
+    Args:
+        root: folder holding the IDX files (or ROOT/FashionMNIST/raw); "": $GZOO_DATA, else
+            ~/.cache/gzoo/data, then /usr/share/datasets/fashion-mnist
+        resolution: image side in pixels (>= 4), resized bilinearly from 28x28
+        split: "train" or "test" (the 60,000 train or 10,000 t10k files)
+        download: true lets torchvision download the missing files into root (or its default)
+    """
     return _mnist_like("FashionMNIST", "fashion-mnist", root, resolution, split, download, [DEBIAN_FASHION_MNIST])
 
 
 def mnist(*, root: str = "", resolution: int = 28, split: str = "train", download: bool = False) -> TensorGanDataset:
-    """MNIST (28x28, 10 classes) through torchvision's files; download=true fetches it."""
+    """MNIST (28x28, 10 classes) through torchvision's files; download=true fetches it.
+
+    Args:
+        root: folder holding the IDX files (or ROOT/MNIST/raw); "": $GZOO_DATA, else
+            ~/.cache/gzoo/data
+        resolution: image side in pixels (>= 4), resized bilinearly from 28x28
+        split: "train" or "test" (the 60,000 train or 10,000 t10k files)
+        download: true lets torchvision download the missing files into root (or its default)
+    """
     return _mnist_like("MNIST", "mnist", root, resolution, split, download, [])
 
 
@@ -294,7 +315,14 @@ def read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 
 def cifar10(*, root: str = "", resolution: int = 32, split: str = "train", download: bool = False) -> TensorGanDataset:
-    """CIFAR-10 (32x32 RGB, 10 classes) from torchvision's files; download=true fetches them."""
+    """CIFAR-10 (32x32 RGB, 10 classes) from torchvision's files; download=true fetches them.
+
+    Args:
+        root: folder holding cifar-10-batches-py; "": $GZOO_DATA, else ~/.cache/gzoo/data
+        resolution: image side in pixels (>= 4), resized bilinearly from 32x32
+        split: "train" (data_batch_1-5, 50,000 images) or "test" (test_batch, 10,000)
+        download: true downloads and extracts torchvision's archive (MD5-checked) when missing
+    """
     _check_split(split)
     _check_resolution(resolution)
     base = data_root(root)
@@ -389,7 +417,13 @@ def check_images(root: Path, paths: list[str], *, show: int = 2) -> None:
 
 
 def folder(*, root: str = "", resolution: int = 32, channels: int = 3) -> FolderDataset:
-    """Your own images: torchvision ImageFolder at root (root/<class>/<image>)."""
+    """Your own images: torchvision ImageFolder at root (root/<class>/<image>).
+
+    Args:
+        root: the image folder (required): one subfolder per class, ROOT/<class>/<image>
+        resolution: image side in pixels (>= 4): shorter side resized to it, then centre-cropped
+        channels: 1 (converted to grayscale) or 3 (converted to RGB)
+    """
     _check_resolution(resolution)
     return FolderDataset(root, resolution, channels)
 
@@ -436,12 +470,22 @@ def mixture(kind: str, n: int, split: str) -> MixtureDataset:
 
 
 def ring(*, n: int = 50000, split: str = "train") -> TensorGanDataset:
-    """2-D mixture of 8 Gaussians on the unit circle, sigma 0.01."""
+    """2-D mixture of 8 Gaussians on the unit circle, sigma 0.01.
+
+    Args:
+        n: number of points (>= 1), each from a uniformly drawn mode
+        split: "train" or "test": the same mixture, drawn with seed 0 or 1
+    """
     return mixture("ring", n, split)
 
 
 def grid(*, n: int = 50000, split: str = "train") -> TensorGanDataset:
-    """2-D mixture of 25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05."""
+    """2-D mixture of 25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05.
+
+    Args:
+        n: number of points (>= 1), each from a uniformly drawn mode
+        split: "train" or "test": the same mixture, drawn with seed 0 or 1
+    """
     return mixture("grid", n, split)
 
 
@@ -493,7 +537,16 @@ def _stacked(base_factory: Any, name: str) -> Any:
         base = base_factory(**kwargs)
         return StackedDataset(base, n or len(base), seed if split == "train" else seed + 1)
 
-    factory.__doc__ = f"Stacked {name}: three random {name} images as RGB channels (1,000 modes)."
+    factory.__doc__ = f"""Stacked {name}: three random {name} images as RGB channels (1,000 modes).
+
+    Args:
+        root: {"not taken: leave it empty" if base_factory is digits else f"folder of {name}'s files"}
+        resolution: image side in pixels (>= 4), as for {name}
+        split: "train" or "test": the {name} split the images are drawn from
+        n: number of stacked images (0: as many as the {name} split has)
+        seed: seed of the random image triples (the test split uses seed + 1)
+        download: {"not taken: leave it false" if base_factory is digits else f"true fetches missing {name}"}
+    """
     return factory
 
 

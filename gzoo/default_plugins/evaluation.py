@@ -303,14 +303,26 @@ def metric_names(dataset: Any, data_opt: dict[str, Any] | None = None) -> list[s
     return list(family(_data(dataset, data_opt)).names)
 
 
+def _families() -> list[Any]:
+    from ..plugins import get_plugin_manager
+
+    return [s.factory for s in get_plugin_manager().registry.list("metric")]
+
+
+def _metric_names() -> set[str]:
+    """Every metric a registered family reports (or offers), and gzoo's own."""
+    names = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS)
+    for fam in _families():
+        names |= set(getattr(fam, "names", ())) | set(getattr(fam, "optional", ()))
+    return names
+
+
 def higher_is_better(metric: str) -> bool:
     """Direction of ``metric`` (``eval_`` prefix allowed), from every registered metric family."""
     name = metric.removeprefix("eval_")
     if name in LOWER_IS_BETTER:
         return False
-    from ..plugins import get_plugin_manager
-
-    return not any(name in getattr(s.factory, "lower_is_better", ()) for s in get_plugin_manager().registry.list("metric"))
+    return not any(name in getattr(fam, "lower_is_better", ()) for fam in _families())
 
 
 def better(metric: str, new: float, old: float | None) -> bool:
@@ -370,7 +382,7 @@ def check_evaluable(data: Any, config: Any) -> None:
         fam = family(data)
     except UsageError as exc:
         raise UsageError(f"--eval-every: {exc}; drop --eval-every") from None
-    if config.eval_metric not in fam.names:
+    if config.eval_metric is not None and config.eval_metric not in fam.names:
         raise UsageError(f"--eval-metric {config.eval_metric!r} is not measured on {name!r}; "
                          f"valid: {', '.join(fam.names)}")
     check_sample_count(config.eval_n, data, what="periodic evaluation", flag="--eval-n")
@@ -517,11 +529,13 @@ def format_table(results: dict[str, Any]) -> Any:
     title = f"{results.get('dataset', '')}: {results.get('n', '?')} samples"
     if "step" in results:
         title += f", step {results['step']}" + (" (EMA)" if results.get("ema") else "")
-    table = Table(title=title, caption="LeNet-feature metrics: not comparable with Inception FID (docs/metrics.md)")
+    lenet = any(k.endswith("_lenet") for k in results)
+    caption = "LeNet-feature metrics: not comparable with Inception FID (docs/metrics.md)" if lenet else None
+    table = Table(title=title, caption=caption)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("better")
-    known = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS) | LOWER_IS_BETTER
+    known = _metric_names()
     for k, v in results.items():
         if k in ("dataset", "run", "checkpoint", "n", "step", "ema", "seed"):
             continue
@@ -553,11 +567,12 @@ def gzoo_after_g_step(trainer: Any, step: int) -> None:
     trainer.log_metrics({f"eval_{k}": v for k, v in res.items()
                          if isinstance(v, float | int) and not isinstance(v, bool) and k not in ("n", "n_real", "resolution")})
     state = trainer.plugin_state.setdefault("evaluation", dict(_EMPTY))
-    value = float(res[c.eval_metric])
-    if state.get("metric") not in (None, c.eval_metric):  # resumed with another metric: start over
+    metric = c.eval_metric or family(trainer.data).names[0]
+    value = float(res[metric])
+    if state.get("metric") not in (None, metric):  # resumed with another metric: start over
         state.update(_EMPTY)
-    if better(c.eval_metric, value, state["best"]):
-        state.update(best=value, best_step=step, metric=c.eval_metric)
+    if better(metric, value, state["best"]):
+        state.update(best=value, best_step=step, metric=metric)
         trainer.save_checkpoint("best")
 
 

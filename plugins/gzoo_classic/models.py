@@ -9,9 +9,13 @@ Spectral norm is the ``sn`` regularizer (``--reg sn``), not a model option.
 DCGAN stage layout (``Stage.resolution`` is the stage's output size; blocks can be
 inserted after any stage with ``insert=BLOCK@RES``)::
 
-    G 28: z -> 7x7x2ch  -> [14: 2ch] -> [28: ch] -> 3x3 conv -> tanh
-    G 32: z -> 4x4x4ch  -> [8: 4ch] -> [16: 2ch] -> [32: ch] -> 3x3 conv -> tanh
-    G 64: z -> 4x4x8ch  -> [8: 8ch] -> [16: 4ch] -> [32: 2ch] -> [64: ch] -> ...
+    G 28: z -> 7x7x2ch  -> [14: ch] -> [28: ch] -> 3x3 conv -> tanh
+    G 32: z -> 4x4x4ch  -> [8: 2ch] -> [16: ch] -> [32: ch] -> 3x3 conv -> tanh
+    G 64: z -> 4x4x8ch  -> [8: 4ch] -> [16: 2ch] -> [32: ch] -> [64: ch] -> 3x3 conv -> tanh
+
+(The widths halve from stage to stage and the last two stages both have ``ch``: the last
+transposed convolution reaches the full size at width ``ch`` and a 3x3 convolution maps it to
+the image, where the DCGAN paper's last transposed convolution outputs the image directly.)
     D 28: x -> [14: ch] -> [7: 2ch] -> flatten = features
     D 32: x -> [16: ch] -> [8: 2ch] -> [4: 4ch] -> flatten = features
     D 64: x -> [32: ch] -> [16: 2ch] -> [8: 4ch] -> [4: 8ch] -> flatten = features
@@ -34,7 +38,15 @@ DCGAN_SIZES = {28: 7, 32: 4, 64: 4}  # image side -> side of the first (G) / las
 
 
 class MLPGenerator(Generator):
-    """The original GAN's fully-connected generator (2-D points or images)."""
+    """The original GAN's fully-connected generator (2-D points or images).
+
+    Args:
+        latent_dim: size of the latent code z, drawn from N(0, I)
+        hidden: width of every hidden layer (>= 1)
+        depth: number of hidden Linear + ReLU layers (>= 1)
+        embed_dim: width of the L2-normalised class embedding appended to z (conditional only)
+        out_act: output activation: "auto" (tanh for images, none for points), "tanh" or "none"
+    """
 
     def __init__(
         self,
@@ -67,7 +79,14 @@ class MLPGenerator(Generator):
 
 
 class MLPDiscriminator(Discriminator):
-    """The original GAN's fully-connected discriminator (2-D points or images)."""
+    """The original GAN's fully-connected discriminator (2-D points or images).
+
+    Args:
+        hidden: width of every hidden layer, and of the features (>= 1)
+        depth: number of hidden Linear + LeakyReLU(0.2) layers (>= 1)
+        cond_head: conditional head (with num_classes > 0): "projection" (<embed(y), features>
+            added to the logit) or "multihead" (one logit per class, the label picks it)
+    """
 
     def __init__(
         self,
@@ -94,7 +113,13 @@ class MLPDiscriminator(Discriminator):
 
 
 class DCGANGenerator(Generator):
-    """DCGAN generator (transposed convolutions, batch norm) for 28, 32 and 64 pixels."""
+    """DCGAN generator (transposed convolutions, batch norm) for 28, 32 and 64 pixels.
+
+    Args:
+        latent_dim: size of the latent code z, drawn from N(0, I)
+        ch: channels of the last two stages; each earlier stage (and z's projection) doubles it
+        embed_dim: width of the L2-normalised class embedding appended to z (conditional only)
+    """
 
     def __init__(
         self,
@@ -131,7 +156,14 @@ class DCGANGenerator(Generator):
 
 
 class DCGANDiscriminator(Discriminator):
-    """DCGAN discriminator (strided convolutions, LeakyReLU) for 28, 32 and 64 pixels."""
+    """DCGAN discriminator (strided convolutions, LeakyReLU) for 28, 32 and 64 pixels.
+
+    Args:
+        ch: channels of the first stage, doubled at each following stage (ch, 2ch, 4ch, 8ch)
+        norm: "none" or "batch" (batch norm in every stage but the first, as in the paper)
+        cond_head: conditional head (with num_classes > 0): "projection" (<embed(y), features>
+            added to the logit) or "multihead" (one logit per class, the label picks it)
+    """
 
     def __init__(
         self,

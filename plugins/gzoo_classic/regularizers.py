@@ -24,7 +24,11 @@ def _grad_norm_sq(out: Tensor, inp: Tensor) -> Tensor:
 
 
 class WeightClip(Regularizer):
-    """WGAN weight clipping of every discriminator parameter."""
+    """WGAN weight clipping of every discriminator parameter.
+
+    Args:
+        clip: bound c > 0: after every D step each D parameter is clamped to [-c, c]
+    """
 
     has_penalty = False
     lipschitz = True
@@ -42,7 +46,13 @@ class WeightClip(Regularizer):
 
 
 class GradientPenalty(Regularizer):
-    """WGAN-GP: penalise the critic's gradient norm on real/fake interpolates."""
+    """WGAN-GP: penalise the critic's gradient norm on real/fake interpolates.
+
+    Args:
+        weight: lambda, the penalty's multiplier in the D loss (0 turns it off)
+        every: compute the penalty every this many D steps, scaled by it (1: every step)
+        center: target gradient norm: 1 for WGAN-GP, 0 for a zero-centred penalty
+    """
 
     lipschitz = True
 
@@ -59,7 +69,12 @@ class GradientPenalty(Regularizer):
 
 
 class R1(Regularizer):
-    """Lazy R1: gamma/2 * ||grad D(real)||^2 every `every` steps."""
+    """Lazy R1: gamma/2 * ||grad D(real)||^2 every `every` steps.
+
+    Args:
+        weight: gamma, the penalty's multiplier in the D loss (0 turns it off)
+        every: compute the penalty every this many D steps, scaled by it (1: not lazy)
+    """
 
     def __init__(self, *, weight: float = 10.0, every: int = 16):
         super().__init__(weight=weight, every=every)

@@ -246,7 +246,16 @@ class ClusterBlock(nn.Module):
 
 
 class ContextClusterBlock(Block):
-    """A Context Cluster block on feature maps (N, C, H, W), for insertion into conv models."""
+    """A Context Cluster block on feature maps (N, C, H, W), for insertion into conv models.
+
+    Args:
+        heads: clustering heads
+        head_dim: width of each head's similarity and value spaces
+        regions: the feature map is split into regions x regions (must divide H and W)
+        centers: centers x centers proposed per region (capped at the region's side)
+        mlp_r: hidden-width ratio of the point-wise MLP (channels * mlp_r)
+        layer_scale: initial layer-scale of both residual branches
+    """
 
     def __init__(self, *, channels: int, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
                  mlp_r: int = 4, layer_scale: float = 1e-5):

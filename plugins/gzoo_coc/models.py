@@ -38,9 +38,10 @@ Discriminator, 28x28 (points of C + 2 values)::
     S4  1:128:2:1:2   7x7,   2 blocks
     -> GroupNorm, mean over points = features (128) -> linear head
 
-All blocks use ``heads = 4``, ``head_dim = 32`` and ``mlp_r = 8`` (the table's values for
-every block but G's first, which lists 16 and 4) -- options ``heads``, ``head_dim``,
-``mlp_r``; ``layer_scale`` is the blocks' layer-scale init (1e-5 as in the original). The
+All blocks of ``cocgan`` and ``coc`` use ``heads = 4``, ``head_dim = 32`` and ``mlp_r = 8`` (the
+table's values for every block but G's first, which lists 16 and 4) -- options ``heads``,
+``head_dim``, ``mlp_r`` (the stand-alone ``context-cluster`` block, inserted into other models,
+defaults to ``mlp_r = 4``); ``layer_scale`` is the blocks' layer-scale init (1e-5 as in the original). The
 whole stage list is the option ``stages``.
 
 Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
@@ -105,7 +106,19 @@ def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale:
 
 
 class CoCGenerator(Generator):
-    """CoC-GAN generator: Point Increasers and Context Cluster blocks, no conv, no attention."""
+    """CoC-GAN generator: Point Increasers and Context Cluster blocks, no conv, no attention.
+
+    Args:
+        latent_dim: size of z, drawn from N(0, I); when conditional its second half is replaced
+            by a linear map of the one-hot label
+        stages: "r:dim:depth[:regions[:centers]],...", r the increase rate a side (the rates
+            multiply to the image side S), dim the point width, regions and centers a side
+            (default 1, 2); "" = "1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,S/4:16:3:2:2"
+        heads: clustering heads of every Context Cluster block
+        head_dim: width of each head's similarity and value spaces
+        mlp_r: hidden-width ratio of every block's point-wise MLP
+        layer_scale: initial layer-scale of both residual branches of every block
+    """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
                  stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5):
@@ -146,7 +159,18 @@ class CoCGenerator(Generator):
 
 
 class CoCDiscriminator(Discriminator):
-    """CoC discriminator: Point Reducers and Context Cluster blocks, then a linear head."""
+    """CoC discriminator: Point Reducers and Context Cluster blocks, then a linear head.
+
+    Args:
+        stages: "r:dim:depth[:regions[:centers]],...", r the reduction rate a side (it must
+            divide the lattice), dim the point width, regions and centers a side (default 1, 2)
+        heads: clustering heads of every Context Cluster block
+        head_dim: width of each head's similarity and value spaces
+        mlp_r: hidden-width ratio of every block's point-wise MLP
+        layer_scale: initial layer-scale of both residual branches of every block
+        cond_head: conditional head (with num_classes > 0): "projection" (<embed(y), features>
+            added to the logit) or "multihead" (one logit per class, the label picks it)
+    """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,

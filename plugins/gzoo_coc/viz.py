@@ -53,7 +53,12 @@ def cluster_figure(G: Any, D: Any, n: int = 4, seed: int = 0) -> Tensor:
 
 
 def clusters(*, run: Any, out: Path, n: int = 4, seed: int = 0) -> list[Path]:
-    """Cluster maps of every Context Cluster block of G and D, next to the generated images."""
+    """Cluster maps of every Context Cluster block of G and D, next to the generated images.
+
+    Args:
+        n: number of generated samples, one row each (a conditional G gets labels 0, 1, ...)
+        seed: seed of the samples' latent codes
+    """
     from torchvision.utils import save_image
 
     G = run.G_ema if getattr(run, "G_ema", None) is not None else run.G

@@ -56,7 +56,17 @@ def match_clusters(old: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
 
 
 class SelfConditioner(Conditioner):
-    """Unsupervised class labels: k-means clusters of discriminator features (self-conditioned GAN)."""
+    """Unsupervised class labels: k-means clusters of discriminator features (self-conditioned GAN).
+
+    Args:
+        k: number of clusters (>= 2), the number of classes G and D are conditioned on
+        recluster_every: recluster every this many G steps (0: cluster only once, at the start)
+        subset: number of real samples clustered: a fixed random subset, capped at the dataset (>= k)
+        init: first k-means' initialisation: "k-means++" or "random" (k random subset points)
+        seed: seed of the subset draw and of k-means
+        batch: batch size for computing the subset's D features
+        max_iter: maximum number of k-means iterations per clustering
+    """
 
     INITS = ("k-means++", "random")
 

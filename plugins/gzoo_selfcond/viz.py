@@ -60,7 +60,14 @@ def _scatter_panels(run: Any, cond: Any, points: int, seed: int) -> Tensor:
 
 def selfcond_clusters(*, run: Any, out: Path, n: int = 8, clusters: int = 10, points: int = 2500,
                       seed: int = 0) -> list[Path]:
-    """Generated and real samples of each self-conditioning cluster: image rows, or 2-D scatters."""
+    """Generated and real samples of each self-conditioning cluster: image rows, or 2-D scatters.
+
+    Args:
+        n: images: generated samples per row, then up to as many real ones (>= 1)
+        clusters: images: rows, one per cluster, the largest clusters first (>= 1)
+        points: 2-D data: generated points in the right panel (>= 1)
+        seed: seed of the generated samples (a cluster's image row: seed + its index)
+    """
     from torchvision.utils import save_image
 
     from .clustering import SelfConditioner
