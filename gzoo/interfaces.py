@@ -186,7 +186,7 @@ class Generator(_Model, _Staged, nn.Module):
             raise RuntimeError(
                 f"{type(self).__name__} is conditional: call self.init_label_embedding() in __init__"
             )
-        return torch.cat([z, nn.functional.normalize(embed(y), dim=1)], 1)
+        return torch.cat([z, embed_labels(embed, y)], 1)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -423,6 +423,11 @@ class MetricFamily:
         the real dataset object ``data``, as a dict of numbers. ``make_dataset(split=...,
         resolution=...)`` builds other splits/sizes of the same dataset when available."""
         raise NotImplementedError
+
+
+def embed_labels(embedding: nn.Embedding, y: Tensor) -> Tensor:
+    """L2-normalised label embedding ``(N, dim)`` (the self-conditioned GAN's G input)."""
+    return nn.functional.normalize(embedding(y.long()), dim=1)
 
 
 def _device_of(module: nn.Module) -> torch.device:

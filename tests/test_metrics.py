@@ -398,3 +398,13 @@ def test_missing_inception_weights_is_clear_and_offline(no_network, monkeypatch,
             find_weights(None)
     else:  # pragma: no cover - only where the extra is installed
         assert find_weights(None) == cached
+
+
+def test_old_name_based_calls_say_what_to_use_now():
+    """gzoo.metrics took dataset names before 0.2: those calls get one line naming the new way."""
+    with pytest.raises(UsageError, match=r"gzoo.evaluation.classifier_for\('digits', resolution\)"):
+        feat.get_classifier("digits", 28)
+    with pytest.raises(UsageError, match="pass ds.modes, ds.sigma"):
+        mixture_mode_metrics(torch.zeros(10, 2), "ring")
+    with pytest.raises(UsageError, match="takes no dataset name"):
+        stacked_mode_metrics(torch.zeros(2, 3, 8, 8), "digits", None)

@@ -132,6 +132,9 @@ def get_classifier(
     Its accuracy is measured on ``test`` (default: ``train``). :func:`gzoo.evaluation.classifier_for`
     builds the datasets from a name and options.
     """
+    if isinstance(train, str):
+        raise UsageError(f"get_classifier takes dataset objects since gzoo 0.2; for the registered dataset "
+                         f"{train!r} use gzoo.evaluation.classifier_for({train!r}, resolution)")
     settings = settings or DEFAULT_SETTINGS
     key = key or getattr(train, "name", None) or "dataset"
     shape = tuple(train.image_shape)

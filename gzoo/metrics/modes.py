@@ -32,6 +32,9 @@ MIN_SAMPLES = 2500
 def mixture_mode_metrics(samples: Tensor, modes: Tensor, sigma: float) -> dict[str, Any]:
     """Modes recovered, fraction of high-quality samples and reverse KL of ``(N, d)`` samples
     of a Gaussian mixture with means ``modes`` ``(K, d)`` and standard deviation ``sigma``."""
+    if isinstance(modes, str):
+        raise UsageError(f"mixture_mode_metrics takes the modes and sigma since gzoo 0.2: pass ds.modes, ds.sigma "
+                         f"of the dataset {modes!r}, or use gzoo.evaluation.evaluate_samples(samples, {modes!r})")
     modes = torch.as_tensor(modes, dtype=torch.float64)
     if samples.dim() != 2 or samples.shape[1] != modes.shape[1]:
         raise UsageError(f"mode metrics need samples of shape (N, {modes.shape[1]}), got {tuple(samples.shape)}")
@@ -57,6 +60,9 @@ def stacked_mode_metrics(samples: Tensor, classifier: Any, real_labels: Tensor) 
     """Modes recovered (of 1000) and reverse KL against the real stacked mode histogram:
     ``samples`` ``(N, 3, H, W)``, ``classifier`` the base dataset's (``logits`` of one channel),
     ``real_labels`` the modes ``100 r + 10 g + b`` of the real stacked set."""
+    if isinstance(classifier, str):
+        raise UsageError("stacked_mode_metrics(samples, classifier, real_labels) takes no dataset name since gzoo "
+                         "0.2; use gzoo.evaluation.evaluate_samples(samples, 'stacked-...') for names")
     if samples.dim() != 4 or samples.shape[1] != 3:
         raise UsageError(f"stacked mode metrics need samples of shape (N, 3, H, W), got {tuple(samples.shape)}")
     n = len(samples)
