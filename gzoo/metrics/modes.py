@@ -29,12 +29,14 @@ from .image import reverse_kl
 MIN_SAMPLES = 2500
 
 
-def mixture_mode_metrics(samples: Tensor, modes: Tensor, sigma: float) -> dict[str, Any]:
+def mixture_mode_metrics(samples: Tensor, modes: Tensor, sigma: float | None = None) -> dict[str, Any]:
     """Modes recovered, fraction of high-quality samples and reverse KL of ``(N, d)`` samples
     of a Gaussian mixture with means ``modes`` ``(K, d)`` and standard deviation ``sigma``."""
     if isinstance(modes, str):
         raise UsageError(f"mixture_mode_metrics takes the modes and sigma since gzoo 0.2: pass ds.modes, ds.sigma "
                          f"of the dataset {modes!r}, or use gzoo.evaluation.evaluate_samples(samples, {modes!r})")
+    if sigma is None:
+        raise UsageError("mixture_mode_metrics needs the mixture's sigma")
     modes = torch.as_tensor(modes, dtype=torch.float64)
     if samples.dim() != 2 or samples.shape[1] != modes.shape[1]:
         raise UsageError(f"mode metrics need samples of shape (N, {modes.shape[1]}), got {tuple(samples.shape)}")
