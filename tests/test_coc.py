@@ -20,7 +20,13 @@ from gzoo_coc.cluster import (
     propose_centers,
     recording,
 )
-from gzoo_coc.points import PointIncreaser, PointReducer, coordinates, image_to_points
+from gzoo_coc.points import (
+    PointIncreaser,
+    PointReducer,
+    coordinates,
+    image_to_points,
+    overlap_window,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,7 +43,8 @@ SMALL = ["--gen-opt", "head_dim=4", "--gen-opt", "mlp_r=2", "--disc-opt", "head_
 
 
 def _pool_bins(n: int, c: int) -> list[tuple[int, int]]:
-    """adaptive_avg_pool's bins, written out."""
+    """adaptive_avg_pool's bins, written out: bin i is [floor(i*n/c), ceil((i+1)*n/c)); bins
+    overlap when c does not divide n, and c may exceed n (the official code's center proposal)."""
     return [(math.floor(i * n / c), math.ceil((i + 1) * n / c)) for i in range(c)]
 
 
@@ -55,7 +62,7 @@ def loop_context_cluster(m: ContextCluster, p: torch.Tensor, h: int, w: int) -> 
                     pts = [(ri * hr + y) * w + (rj * wr + x) for y in range(hr) for x in range(wr)]
                     s = S[b, pts, e * d : (e + 1) * d]
                     v = V[b, pts, e * d : (e + 1) * d]
-                    c = min(m.centers, hr, wr)
+                    c = m.centers  # not capped at the region's side: the official code pools to c x c
                     cs, cv = [], []
                     for y0, y1 in _pool_bins(hr, c):
                         for x0, x1 in _pool_bins(wr, c):
@@ -78,7 +85,13 @@ def loop_context_cluster(m: ContextCluster, p: torch.Tensor, h: int, w: int) -> 
     return m.proj(out)
 
 
-@pytest.mark.parametrize("h,regions,centers", [(8, 2, 2), (6, 2, 2), (6, 1, 3), (4, 1, 1)])
+@pytest.mark.parametrize(
+    "h,regions,centers",
+    [(8, 2, 2), (6, 2, 2), (6, 1, 3), (4, 1, 1),
+     (7, 1, 2),  # overlapping pooling windows (4x4 cells sharing a row and a column)
+     (6, 2, 4),  # more centers (4 a side) than the 3x3 regions have points a side
+     (2, 1, 3)],  # ... and on a 2x2 lattice
+)
 @pytest.mark.parametrize("impl", IMPLS)
 def test_context_cluster_matches_loop_implementation(h, regions, centers, impl):
     torch.manual_seed(0)
@@ -88,6 +101,25 @@ def test_context_cluster_matches_loop_implementation(h, regions, centers, impl):
         m.beta.fill_(-0.3)
     p = torch.randn(2, h * h, 5, dtype=torch.float64)
     torch.testing.assert_close(m(p, h, h), loop_context_cluster(m, p, h, h), atol=1e-10, rtol=1e-8)
+
+
+def test_centers_are_not_capped_at_the_region_side():
+    """6x6 lattice, 3x3 regions, 4x4 centers: 16 centers per region (adaptive pooling with
+    overlapping windows, as the official code), not the 3x3 of a cap at the region's side."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 3, 5)
+    ctr = propose_centers(x, 4)  # (2, 16, 5)
+    assert ctr.shape == (2, 16, 5)
+    torch.testing.assert_close(ctr[:, 5], x[:, :2, :2].mean((1, 2)))  # center (1, 1): rows 0-1, cols 0-1
+    torch.testing.assert_close(ctr[:, 15], x[:, 2, 2])  # center (3, 3): the corner point alone
+    m = ContextCluster(6, heads=2, head_dim=4, regions=2, centers=4)
+    capped = ContextCluster(6, heads=2, head_dim=4, regions=2, centers=3)
+    capped.load_state_dict(m.state_dict())
+    p = torch.randn(2, 36, 6)
+    with recording(m):
+        out = m(p, 6, 6)
+        assert m.last_lattice == (6, 6, 16) and int(m.last_assignment.max()) < 16
+    assert not torch.allclose(out, capped(p, 6, 6))  # what the former cap computed differs
 
 
 def test_implementations_agree_with_gradients():
@@ -169,6 +201,175 @@ def test_points_coordinates_and_reducer_increaser():
         torch.testing.assert_close(up[:, y * 4 + x_], pieces[:, k] + inc.pos(xy))
 
 
+def direct_overlap_reducer(red: PointReducer, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Anchor by anchor: concatenate the k x k points around lattice point (r*a, r*b) (zeros
+    outside the lattice), row-major, and apply the linear layer."""
+    r, k, d = red.r, red.k, p.shape[-1]
+    lat = p.view(p.shape[0], h, w, d)
+    out = []
+    for a in range(h // r):
+        for b in range(w // r):
+            pts = []
+            for dy in range(k):
+                for dx in range(k):
+                    y, x = r * a + dy - k // 2, r * b + dx - k // 2
+                    pts.append(lat[:, y, x] if 0 <= y < h and 0 <= x < w else torch.zeros_like(lat[:, 0, 0]))
+            out.append(red.fc(torch.cat(pts, 1)))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("h,w,r", [(4, 4, 2), (6, 4, 2), (3, 3, 1), (6, 6, 3), (8, 4, 4)])
+def test_overlap_point_reducer_matches_direct_computation(h, w, r):
+    torch.manual_seed(5)
+    red = PointReducer(3, 4, r, mode="overlap").double()
+    assert red.k == overlap_window(r) and red.k % 2 == 1 and red.k > r  # windows overlap, every point is read
+    assert (overlap_window(1), overlap_window(2), overlap_window(3), overlap_window(4)) == (3, 3, 5, 5)
+    p = torch.randn(2, h * w, 3, dtype=torch.float64)
+    out, h2, w2 = red(p, h, w)
+    assert (h2, w2) == (h // r, w // r) and out.shape == (2, h2 * w2, 4)
+    torch.testing.assert_close(out, direct_overlap_reducer(red, p, h, w), atol=1e-12, rtol=1e-10)
+    # the same function as a k x k convolution with stride r and padding k // 2 (the official
+    # code's nn.Conv2d(kernel_size=3, stride=2, padding=1) at r = 2), here only as a reference
+    k = red.k
+    weight = red.fc.weight.view(4, k, k, 3).permute(0, 3, 1, 2)  # (D_out, D_in, k, k)
+    conv = F.conv2d(p.transpose(1, 2).reshape(2, 3, h, w), weight, red.fc.bias, stride=r, padding=k // 2)
+    torch.testing.assert_close(out, conv.flatten(2).transpose(1, 2), atol=1e-12, rtol=1e-10)
+
+
+def test_cell_point_reducer_is_unchanged_and_reads_no_neighbours():
+    red = PointReducer(3, 4, 2)
+    assert red.mode == "cell" and red.k == 2 and red.fc.in_features == 12
+    assert PointReducer(3, 4, 2, mode="overlap").fc.in_features == 27  # 3x3 points of 3 values
+    with pytest.raises(UsageError, match="unknown point reducer 'conv'"):
+        PointReducer(3, 4, 2, mode="conv")
+    with pytest.raises(UsageError, match="unknown point increaser 'conv'"):
+        PointIncreaser(3, 4, 2, mode="conv")
+
+
+def direct_overlap_increaser(inc: PointIncreaser, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Child by child: the new point (y, x) is chunk (y % r, x % r) of the linear layer applied to
+    the concatenated 3x3 parents around its parent (y // r, x // r), zeros outside the lattice,
+    plus its coordinate term."""
+    r, d = inc.r, inc.dim_out
+    lat = p.view(p.shape[0], h, w, -1)
+    out = torch.zeros(p.shape[0], h * r * w * r, d, dtype=p.dtype)
+    for y in range(h * r):
+        for x in range(w * r):
+            py, px = y // r, x // r
+            pts = []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    yy, xx = py + dy, px + dx
+                    pts.append(lat[:, yy, xx] if 0 <= yy < h and 0 <= xx < w else torch.zeros_like(lat[:, 0, 0]))
+            chunk = inc.fc(torch.cat(pts, 1)).view(-1, r * r, d)[:, (y % r) * r + x % r]
+            xy = (torch.tensor([x, y]) / torch.tensor([w * r, h * r]) - 0.5).to(p.dtype)  # computed in float32
+            out[:, y * w * r + x] = chunk + inc.pos(xy)
+    return out
+
+
+@pytest.mark.parametrize("h,w,r", [(2, 2, 2), (3, 2, 3), (1, 1, 2), (3, 3, 1)])
+def test_overlap_point_increaser_is_a_transpose_style_gather(h, w, r):
+    torch.manual_seed(6)
+    inc = PointIncreaser(3, 2, r, mode="overlap").double()
+    assert inc.fc.in_features == 9 * 3 and inc.fc.out_features == r * r * 2
+    torch.nn.init.normal_(inc.pos.weight)
+    p = torch.randn(2, h * w, 3, dtype=torch.float64)
+    up, h2, w2 = inc(p, h, w)
+    assert (h2, w2) == (h * r, w * r) and up.shape == (2, h * r * w * r, 2)
+    torch.testing.assert_close(up, direct_overlap_increaser(inc, p, h, w), atol=1e-12, rtol=1e-10)
+    # the same function as a transposed convolution with kernel 3r, stride r and padding r:
+    # weight[(a, b, o), (ky, kx, i)] sits at kernel tap (r*(2-ky) + a, r*(2-kx) + b)
+    weight = inc.fc.weight.view(r, r, 2, 3, 3, 3).permute(5, 2, 3, 0, 4, 1).flip(2, 4).reshape(3, 2, 3 * r, 3 * r)
+    bias = inc.fc.bias.view(r, r, 2)  # one bias per child offset: a periodic image, not a conv bias
+    tconv = F.conv_transpose2d(p.transpose(1, 2).reshape(2, 3, h, w), weight, stride=r, padding=r)  # (2, 2, hr, wr)
+    tconv = tconv + bias.permute(2, 0, 1).repeat(1, h, w)
+    ref = tconv.flatten(2).transpose(1, 2) + inc.pos(coordinates(h * r, w * r).double())
+    torch.testing.assert_close(up, ref, atol=1e-12, rtol=1e-10)
+
+
+def test_overlap_point_increaser_gradients_reach_every_weight():
+    torch.manual_seed(7)
+    inc = PointIncreaser(4, 3, 2, mode="overlap")
+    p = torch.randn(2, 9, 4, requires_grad=True)
+    up, _, _ = inc(p, 3, 3)
+    (up * torch.randn_like(up)).sum().backward()
+    for name, param in [*inc.named_parameters(), ("input", p)]:
+        assert param.grad is not None and (param.grad != 0).all(), name  # every neighbour slice is used
+    # and neighbouring cells do share inputs: a parent moves the children of its neighbours' cells
+    q = p.detach().clone()
+    q[:, 4] += 1.0  # the centre parent (1, 1)
+    diff = (inc(q, 3, 3)[0] - up.detach()).abs().sum(-1).view(2, 6, 6)
+    assert (diff > 0).all()  # on a 3x3 lattice every child is within one parent of the centre
+    cell = PointIncreaser(4, 3, 2)
+    cell.load_state_dict({"fc.weight": inc.fc.weight[:, 16:20], "fc.bias": inc.fc.bias, "pos.weight": inc.pos.weight})
+    diff = (cell(q, 3, 3)[0] - cell(p, 3, 3)[0]).abs().sum(-1).view(2, 6, 6)
+    assert diff[:, 2:4, 2:4].gt(0).all() and diff.gt(0).sum() == 2 * 4  # "cell": only its own 2x2 cell
+
+
+def _mlp_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [lin for blk in model.modules() if isinstance(blk, ClusterBlock) for lin in (blk.mlp[0], blk.mlp[2])]
+
+
+def test_official_init_is_a_truncated_normal_on_the_mlp_only():
+    torch.manual_seed(8)
+    ref = ClusterBlock(64, heads=2, head_dim=8, mlp_r=8)
+    torch.manual_seed(8)
+    blk = ClusterBlock(64, heads=2, head_dim=8, mlp_r=8, init="official")
+    for lin in (blk.mlp[0], blk.mlp[2]):  # 64 x 512 weights each
+        assert abs(lin.weight.std().item() - 0.02) < 1e-3 and lin.weight.abs().max() < 2.0
+        assert abs(lin.weight.mean().item()) < 1e-3 and torch.equal(lin.bias, torch.zeros_like(lin.bias))
+    # f, v and proj are 1x1 convolutions in the official code, which it leaves at PyTorch's default
+    assert all(torch.equal(a, b) for a, b in zip(ref.mixer.parameters(), blk.mixer.parameters(), strict=True))
+    # "torch" (the default) is PyTorch's nn.Linear initialisation: uniform, bound 1/sqrt(fan_in)
+    torch.manual_seed(8)
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), ClusterBlock(64, heads=2, head_dim=8, mlp_r=8,
+                                                                                init="torch").parameters(), strict=True))
+    for lin in (ref.mlp[0], ref.mlp[2]):
+        bound = 1 / math.sqrt(lin.in_features)
+        assert lin.weight.abs().max() <= bound and abs(lin.weight.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+        assert lin.bias.abs().max() <= bound and lin.bias.abs().sum() > 0
+    with pytest.raises(UsageError, match="unknown init 'xavier'"):
+        ClusterBlock(8, init="xavier")
+
+
+def test_init_option_of_cocgan_coc_and_the_block():
+    kw = {"image_shape": (1, 28, 28), "head_dim": 4, "mlp_r": 2}
+    G = gzoo.create("generator", "cocgan", init="official", **kw)
+    D = gzoo.create("discriminator", "coc", init="official", num_classes=3, **kw)
+    blk = gzoo.create("block", "context-cluster", channels=16, init="official")
+    for model in (G, D, blk):
+        lins = _mlp_linears(model)
+        assert len(lins) == 2 * sum(isinstance(m, ClusterBlock) for m in model.modules()) > 0
+        w = torch.cat([lin.weight.flatten() for lin in lins])
+        assert abs(w.std().item() - 0.02) < 2e-3 and all(lin.bias.abs().sum() == 0 for lin in lins)
+    assert D.head.linear.bias.abs().sum() == 0 and D.head.linear.weight.abs().max() < 0.1  # the classifier too
+    torch.manual_seed(0)
+    Gt = gzoo.create("generator", "cocgan", **kw)
+    torch.manual_seed(0)
+    Gd = gzoo.create("generator", "cocgan", init="torch", **kw)  # the default, unchanged
+    assert all(torch.equal(a, b) for a, b in zip(Gt.parameters(), Gd.parameters(), strict=True))
+    assert all(lin.bias.abs().sum() > 0 for lin in _mlp_linears(Gt))
+    with pytest.raises(UsageError, match="unknown init"):
+        gzoo.create("discriminator", "coc", init="xavier", **kw)
+
+
+def test_reducer_and_increaser_options():
+    kw = {"image_shape": (1, 28, 28), "head_dim": 4, "mlp_r": 2}
+    G = gzoo.create("generator", "cocgan", increaser="overlap", **kw)
+    D = gzoo.create("discriminator", "coc", reducer="cell,overlap,overlap,overlap", **kw)  # the official layout
+    assert [inc.mode for inc in G.increasers] == ["overlap"] * 4
+    assert [red.mode for red in D.reducers] == ["cell", "overlap", "overlap", "overlap"]
+    assert [red.k for red in D.reducers] == [2, 3, 3, 3]
+    x = G(torch.randn(2, G.latent_dim))
+    assert x.shape == (2, 1, 28, 28) and D(x).shape == (2,)
+    D(x).sum().backward()
+    assert all(p.grad is not None for p in G.parameters())
+    with pytest.raises(UsageError, match="unknown value 'conv'"):
+        gzoo.create("discriminator", "coc", reducer="conv", **kw)
+    with pytest.raises(UsageError, match="lists 2 values for 4 stages"):
+        gzoo.create("generator", "cocgan", increaser="cell,overlap", **kw)
+
+
 FORBIDDEN_FUNCS = [
     (F, "conv1d"), (F, "conv2d"), (F, "conv3d"), (F, "conv_transpose1d"), (F, "conv_transpose2d"),
     (F, "conv_transpose3d"), (F, "scaled_dot_product_attention"), (F, "multi_head_attention_forward"),
@@ -196,10 +397,10 @@ def forbidden_ops(model_fn) -> set[str]:
     return {op for op in rec.ops if any(bad in op for bad in FORBIDDEN_OPS)}
 
 
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-def test_cocgan_and_coc_are_convolution_and_attention_free(shape, monkeypatch):
-    G = gzoo.create("generator", "cocgan", image_shape=shape, head_dim=4, mlp_r=2)
-    D = gzoo.create("discriminator", "coc", image_shape=shape, head_dim=4, mlp_r=2)
+@pytest.mark.parametrize("shape,mode", [((1, 28, 28), "cell"), ((3, 32, 32), "cell"), ((1, 28, 28), "overlap")])
+def test_cocgan_and_coc_are_convolution_and_attention_free(shape, mode, monkeypatch):
+    G = gzoo.create("generator", "cocgan", image_shape=shape, head_dim=4, mlp_r=2, increaser=mode)
+    D = gzoo.create("discriminator", "coc", image_shape=shape, head_dim=4, mlp_r=2, reducer=mode)
     for model in (G, D):
         for mod in model.modules():
             assert not isinstance(mod, torch.nn.modules.conv._ConvNd | torch.nn.MultiheadAttention | torch.nn.Softmax), type(mod)

@@ -6,7 +6,10 @@ For points ``P (B, N, D)`` on an ``H x W`` lattice, one :class:`ContextCluster`:
    each with ``heads x head_dim`` channels (``nn.Linear``);
 2. partitions the lattice into ``regions x regions`` regions; in each region proposes
    ``centers x centers`` centers by adaptive average pooling of the region's points (the
-   same pooling gives the centers' values ``v_c``);
+   same pooling gives the centers' values ``v_c``). As in the official code, the windows of
+   the pooling overlap when ``centers`` does not divide the region's side, and ``centers``
+   may exceed the side (then windows repeat points; from ``2 x side`` on, some centers are
+   pooled from the same points, tie, and the later ones get no members);
 3. computes the cosine similarity ``s`` between every center and every point of its region,
    and assigns each point to its most similar center only (hard assignment, ``argmax s``);
 4. aggregates each cluster: ``g = (v_c + sum_i sig(a s_i + b) v_i) / (1 + sum_i sig(a s_i + b))``,
@@ -37,7 +40,10 @@ best centers tie to ~1e-7 can be assigned differently; in float64 they agree to 
 
 :class:`ClusterBlock` is the original block: ``x + ls1 * mixer(norm1(x))`` then
 ``x + ls2 * mlp(norm2(x))`` with GroupNorm(1) over the point set, a point-wise MLP of ratio
-``mlp_r`` and layer scale.
+``mlp_r`` and layer scale. Its MLP starts from PyTorch's default initialisation
+(``init="torch"``) or, as in the official code, from a truncated normal of std 0.02 with
+zero biases (``init="official"``); ``f``, ``v`` and ``proj`` are 1x1 convolutions there, left at
+PyTorch's default, which for a 1x1 convolution is the same distribution as ``nn.Linear``'s.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from gzoo.interfaces import Block
 from .points import image_to_points, points_to_image
 
 IMPLS = ("fused", "bmm", "scatter", "broadcast")
+INITS = ("torch", "official")
 
 
 def fold_regions(x: Tensor, h: int, w: int, regions: int) -> Tensor:
@@ -144,7 +151,7 @@ class ContextCluster(nn.Module):
         B, _, D = p.shape
         E, d, R = self.heads, self.head_dim, self.regions
         hr, wr = h // R, w // R
-        c = min(self.centers, hr, wr)
+        c = self.centers  # adaptive pooling: may overlap, may exceed the region's side
         M = c * c
         pr = fold_regions(p, h, w, R)  # (B, RR, n, D)
         pc = propose_centers(pr.view(B, R * R, hr, wr, D), c)  # (B, RR, M, D): f, v commute with the mean
@@ -178,7 +185,7 @@ class ContextCluster(nn.Module):
         E, R = self.heads, self.regions
         s_pts = _fold(self.f(p), h, w, E, R)  # (B', hr, wr, d), B' = B*E*R*R
         v_pts = _fold(self.v(p), h, w, E, R)
-        c = min(self.centers, s_pts.shape[1], s_pts.shape[2])
+        c = self.centers
         s_ctr = propose_centers(s_pts, c)  # (B', M, d), M = c*c centers per region
         v_ctr = propose_centers(v_pts, c)  # (B', M, d): the centers' values v_c
         s_pts = s_pts.flatten(1, 2)  # (B', n, d)
@@ -227,16 +234,40 @@ class PointGroupNorm(nn.Module):
         return (p - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
+def check_init(init: str) -> str:
+    if init not in INITS:
+        raise UsageError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
+    return init
+
+
+def official_init_(linear: nn.Linear) -> None:
+    """The official code's initialisation of its linear layers: weights from a truncated normal
+    of std 0.02 (timm's ``trunc_normal_``, cut at +-2 absolute), biases zero."""
+    from timm.layers import trunc_normal_  # imported here: timm is slow to import and rarely needed
+
+    trunc_normal_(linear.weight, std=0.02)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
 class ClusterBlock(nn.Module):
-    """Context Cluster block: norm, token mixer, residual with layer scale; norm, MLP, residual."""
+    """Context Cluster block: norm, token mixer, residual with layer scale; norm, MLP, residual.
+
+    ``init="official"`` re-initialises the MLP's two linear layers as the official ``Mlp`` does
+    (:func:`official_init_`); ``"torch"`` keeps PyTorch's defaults.
+    """
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused"):
+                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused", init: str = "torch"):
         super().__init__()
+        check_init(init)
         self.norm1 = PointGroupNorm(dim)
         self.mixer = ContextCluster(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers, impl=impl)
         self.norm2 = PointGroupNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_r), nn.GELU(), nn.Linear(dim * mlp_r, dim))
+        if init == "official":
+            official_init_(self.mlp[0])
+            official_init_(self.mlp[2])
         self.ls1 = nn.Parameter(torch.full((dim,), layer_scale))
         self.ls2 = nn.Parameter(torch.full((dim,), layer_scale))
 
@@ -252,18 +283,21 @@ class ContextClusterBlock(Block):
         heads: clustering heads
         head_dim: width of each head's similarity and value spaces
         regions: the feature map is split into regions x regions (must divide H and W)
-        centers: centers x centers proposed per region (capped at the region's side)
+        centers: centers x centers proposed per region by adaptive average pooling (windows
+            overlap when centers does not divide the region's side; may exceed it)
         mlp_r: hidden-width ratio of the point-wise MLP (channels * mlp_r)
         layer_scale: initial layer-scale of both residual branches
+        init: initialisation of the MLP: "torch" (PyTorch's default) or "official" (the official
+            Context Clusters code's truncated normal, std 0.02, zero biases)
     """
 
     def __init__(self, *, channels: int, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 4, layer_scale: float = 1e-5):
+                 mlp_r: int = 4, layer_scale: float = 1e-5, init: str = "torch"):
         super().__init__()
         self.channels = channels
         self.coords = nn.Linear(channels + 2, channels)  # fold the coordinates into the features
         self.block = ClusterBlock(channels, heads=heads, head_dim=head_dim, regions=regions, centers=centers,
-                                  mlp_r=mlp_r, layer_scale=layer_scale)
+                                  mlp_r=mlp_r, layer_scale=layer_scale, init=init)
 
     def forward(self, x: Tensor) -> Tensor:
         _, _, h, w = x.shape

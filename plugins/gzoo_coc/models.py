@@ -44,6 +44,12 @@ table's values for every block but G's first, which lists 16 and 4) -- options `
 defaults to ``mlp_r = 4``); ``layer_scale`` is the blocks' layer-scale init (1e-5 as in the original). The
 whole stage list is the option ``stages``.
 
+Options that switch deviations from the official Context Clusters code (all default to
+gzoo's original choice until the ablations measure them; see docs/coc.md): ``init`` (the
+blocks' MLP initialisation, both networks), D ``reducer`` and G ``increaser`` (``"cell"``:
+non-overlapping cells, ``"overlap"``: overlapping neighbourhoods; one value for every stage,
+or a comma list with one value per stage).
+
 Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
 of z is replaced by a linear map of the one-hot label; D receives the label through a linear
 layer too (the projection head: ``<embed(y), features>``, an embedding being a linear layer
@@ -61,8 +67,8 @@ from torch import Tensor, nn
 from gzoo.errors import ShapeError, UsageError
 from gzoo.interfaces import Discriminator, Generator
 
-from .cluster import ClusterBlock, PointGroupNorm
-from .points import PointIncreaser, PointReducer, image_to_points, points_to_image
+from .cluster import ClusterBlock, PointGroupNorm, check_init, official_init_
+from .points import MODES, PointIncreaser, PointReducer, image_to_points, points_to_image
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,24 @@ def default_generator_stages(size: int) -> str:
 D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
 
 
-def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float) -> nn.ModuleList:
+def parse_modes(text: str, n: int, option: str, owner: str) -> list[str]:
+    """``"cell"``, ``"overlap"`` or a comma list of them, one per stage -> ``n`` modes."""
+    modes = [m.strip() for m in str(text).split(",")]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise UsageError(f"{owner} option {option}: unknown value {bad[0]!r}; valid: {', '.join(MODES)} "
+                         "(one for every stage, or a comma list with one per stage)")
+    if len(modes) == 1:
+        return modes * n
+    if len(modes) != n:
+        raise UsageError(f"{owner} option {option}={text!r} lists {len(modes)} values for {n} stages")
+    return modes
+
+
+def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float, init: str) -> nn.ModuleList:
     return nn.ModuleList(
         ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r,
-                     layer_scale=layer_scale)
+                     layer_scale=layer_scale, init=init)
         for _ in range(spec.depth)
     )
 
@@ -118,13 +138,21 @@ class CoCGenerator(Generator):
         head_dim: width of each head's similarity and value spaces
         mlp_r: hidden-width ratio of every block's point-wise MLP
         layer_scale: initial layer-scale of both residual branches of every block
+        init: initialisation of every block's MLP: "torch" (PyTorch's default) or "official" (the
+            official Context Clusters code's truncated normal, std 0.02, zero biases)
+        increaser: Point Increasers: "cell" (each r x r cell of new points a linear function of
+            one point) or "overlap" (of the 3x3 neighbourhood of points around it, so cells
+            share inputs); one value for every stage or a comma list, one per stage
     """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
-                 stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5):
+                 stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
+                 init: str = "torch", increaser: str = "cell"):
         super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
         c, size = self.require_image("cocgan")
+        self.init = check_init(init)
         self.specs = parse_stages(stages or default_generator_stages(size))
+        self.increaser_modes = parse_modes(increaser, len(self.specs), "increaser", "cocgan")
         side = 1
         for s in self.specs:
             side *= s.r
@@ -138,9 +166,9 @@ class CoCGenerator(Generator):
         self.stem = nn.Linear(latent_dim, self.specs[0].dim if self.specs[0].r == 1 else latent_dim)
         dim = self.stem.out_features
         self.increasers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
-        for s in self.specs:
-            self.increasers.append(PointIncreaser(dim, s.dim, s.r))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale))
+        for s, mode in zip(self.specs, self.increaser_modes, strict=True):
+            self.increasers.append(PointIncreaser(dim, s.dim, s.r, mode=mode))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.to_colour = nn.Linear(dim, c)
@@ -170,27 +198,37 @@ class CoCDiscriminator(Discriminator):
         layer_scale: initial layer-scale of both residual branches of every block
         cond_head: conditional head (with num_classes > 0): "projection" (<embed(y), features>
             added to the logit) or "multihead" (one logit per class, the label picks it)
+        init: initialisation of every block's MLP and of the head's linear layer: "torch"
+            (PyTorch's default) or "official" (the official Context Clusters code's truncated
+            normal, std 0.02, zero biases)
+        reducer: Point Reducers: "cell" (each anchor reads its r x r cell) or "overlap" (the
+            official code's overlapping neighbourhoods: 3x3 around every r-th point for r <= 2,
+            zero padding); one value for every stage or a comma list, one per stage
     """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 cond_head: str = "projection"):
+                 cond_head: str = "projection", init: str = "torch", reducer: str = "cell"):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("coc discriminator")
+        self.init = check_init(init)
         self.specs = parse_stages(stages)
+        self.reducer_modes = parse_modes(reducer, len(self.specs), "reducer", "coc")
         side, dim = size, c + 2  # points carry colour and coordinates
         self.reducers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
-        for s in self.specs:
+        for s, mode in zip(self.specs, self.reducer_modes, strict=True):
             if side % s.r:
                 raise ShapeError(f"coc stage {s}: rate {s.r} does not divide the {side}x{side} lattice")
             side //= s.r
             if side % s.regions:
                 raise UsageError(f"coc stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
-            self.reducers.append(PointReducer(dim, s.dim, s.r))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale))
+            self.reducers.append(PointReducer(dim, s.dim, s.r, mode=mode))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.init_head(dim)
+        if init == "official":  # the official model initialises its classifier head like the MLPs
+            official_init_(self.head.linear)
 
     def features(self, x: Tensor) -> Tensor:
         _, _, h, w = x.shape

@@ -4,17 +4,30 @@ A point set is ``(B, N, D)`` features on an ``H x W`` lattice stored row-major (
 the lattice is what regions, center proposals and the reducer/increaser use to find
 neighbours. Per-point transforms are ``nn.Linear`` over the last dimension.
 
-Coordinates follow Context Clusters: pixel ``(i, j)`` of a ``w x h`` image sits at
-``[i/w - 0.5, j/h - 0.5]`` and is concatenated to its colour, so an RGB image becomes
-points of 5 values and a grayscale one of 3.
+Coordinates follow the Context Clusters *paper* (and CoC-GAN): pixel ``(i, j)`` (column
+``i``, row ``j``) of a ``w x h`` image sits at ``[i/w - 0.5, j/h - 0.5]`` and is
+concatenated to its colour, so an RGB image becomes points of 5 values and a grayscale one
+of 3. The official Context Clusters code differs: it uses ``[j/(h-1) - 0.5, i/(w-1) - 0.5]``
+(row first, and spanning exactly ``[-0.5, 0.5]``); gzoo keeps the papers' form (see
+docs/coc.md, "Deviations from the official Context Clusters code").
+
+Reducers and increasers come in two kinds (``mode=``): ``"cell"`` reads or writes the
+non-overlapping ``r x r`` cell of a point (a stride-``r`` convolution / transposed
+convolution with kernel ``r``, written as a reshape and a linear layer), ``"overlap"``
+reads overlapping neighbourhoods (the official code's 3x3 stride-2 reducer between stages,
+and its transpose-style counterpart for the increaser), gathered with ``F.unfold`` and fused
+by a linear layer. Neither uses a convolution module or operator.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gzoo.errors import UsageError
+
+MODES = ("cell", "overlap")
 
 
 def coordinates(h: int, w: int, device: torch.device | None = None) -> Tensor:
@@ -37,23 +50,64 @@ def points_to_image(p: Tensor, h: int, w: int) -> Tensor:
     return p.transpose(1, 2).reshape(p.shape[0], p.shape[2], h, w)
 
 
+def check_mode(mode: str, what: str) -> str:
+    if mode not in MODES:
+        raise UsageError(f"unknown {what} {mode!r}; valid: {', '.join(MODES)}")
+    return mode
+
+
+def overlap_window(r: int) -> int:
+    """Side of the overlap reducer's window at rate ``r``: the smallest odd number above ``r``
+    (3 for ``r = 1, 2``: the official 3x3 neighbourhoods), so every point is read and the
+    windows of neighbouring anchors overlap."""
+    return r + 1 + r % 2
+
+
+def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int) -> Tensor:
+    """The ``k x k`` neighbourhood of every anchor, concatenated point by point.
+
+    Anchors sit at lattice points ``(stride*a, stride*b)``; the window is centred on the
+    anchor (``k`` odd) and reads zeros outside the lattice. ``(B, h*w, D)`` ->
+    ``(B, L, k*k*D)`` with ``L = ceil(h/stride) * ceil(w/stride)`` anchors, row-major, and the
+    neighbours in row-major window order (neighbour ``(dy, dx)`` at channels
+    ``((dy*k + dx)*D, ..., (dy*k + dx + 1)*D)``), like the cells of the ``"cell"`` reducer.
+    """
+    b, _, d = p.shape
+    cols = F.unfold(points_to_image(p, h, w), k, padding=k // 2, stride=stride)  # (B, D*k*k, L)
+    return cols.view(b, d, k * k, -1).permute(0, 3, 2, 1).reshape(b, -1, k * k * d)  # (B, L, k*k*D)
+
+
 class PointReducer(nn.Module):
     """Downsample a lattice of points by ``r`` (CoC's Point Reducer).
 
-    Anchors sit at the centres of the ``r x r`` cells of the lattice; each anchor gathers its
-    ``r*r`` nearest points (its cell), concatenates them along the channels and fuses them
-    with one linear layer ``r*r*D_in -> D_out``. ``r = 1`` is a per-point linear layer.
+    ``mode="cell"``: anchors sit at the centres of the ``r x r`` cells of the lattice; each
+    anchor gathers its ``r*r`` nearest points (its cell), concatenates them along the channels
+    and fuses them with one linear layer ``r*r*D_in -> D_out`` (a convolution with kernel and
+    stride ``r``). ``r = 1`` is a per-point linear layer.
+
+    ``mode="overlap"``: the official code's reducer between stages ("each anchor takes its
+    closest 9 neighbours into account"): anchors at every ``r``-th lattice point, each reading
+    the ``k x k`` window centred on it (``k`` = :func:`overlap_window`, 3 for ``r <= 2``; zeros
+    outside the lattice), concatenated point by point and fused by one linear layer
+    ``k*k*D_in -> D_out``. At ``r = 2`` this is the official 3x3, stride 2, padding 1 reducer;
+    at ``r = 1`` a 3x3 neighbourhood around every point.
     """
 
-    def __init__(self, dim_in: int, dim_out: int, r: int):
+    def __init__(self, dim_in: int, dim_out: int, r: int, mode: str = "cell"):
         super().__init__()
-        self.r = r
-        self.fc = nn.Linear(dim_in * r * r, dim_out)
+        self.r, self.mode = r, check_mode(mode, "point reducer")
+        self.k = r if mode == "cell" else overlap_window(r)  # window side
+        self.fc = nn.Linear(dim_in * self.k * self.k, dim_out)
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, mode={self.mode}, window={self.k}"
 
     def forward(self, p: Tensor, h: int, w: int) -> tuple[Tensor, int, int]:
         r, b, d = self.r, p.shape[0], p.shape[2]
         if h % r or w % r:
             raise UsageError(f"point reducer rate {r} does not divide the {h}x{w} lattice")
+        if self.mode == "overlap":
+            return self.fc(neighbourhoods(p, h, w, self.k, r)), h // r, w // r
         # (B, h, w, D) -> (B, h/r, r, w/r, r, D) -> (B, h/r, w/r, r, r, D) -> (B, N/r^2, r*r*D)
         cells = p.view(b, h // r, r, w // r, r, d).permute(0, 1, 3, 2, 4, 5).reshape(b, (h // r) * (w // r), r * r * d)
         return self.fc(cells), h // r, w // r
@@ -63,27 +117,40 @@ class PointIncreaser(nn.Module):
     """Upsample a lattice of points by ``r`` (CoC-GAN §3.2): the inverse of the reducer.
 
     Our reading of "distinct input channels are transformed in a piecemeal manner via a linear
-    layer": one linear layer maps each point's ``D_in`` channels to ``r*r*D_out`` values, which
-    are cut piecewise into ``r*r`` chunks of ``D_out`` channels; chunk ``k`` becomes the new
-    point at offset ``(k // r, k % r)`` of the point's ``r x r`` cell, so every new point has
-    its own slice of the weights. Each new point also gets its new coordinates
-    ``[i/w - 0.5, j/h - 0.5]``, concatenated and fused by a linear layer (``coords=True``:
-    ``+ W_pos [x, y]``), as the image's points carry theirs. ``W_pos`` starts at zero: a
-    random coordinate term would swamp the latent signal at initialisation (every sample
-    the same pattern).
+    layer": one linear layer maps each point's input to ``r*r*D_out`` values, which are cut
+    piecewise into ``r*r`` chunks of ``D_out`` channels; chunk ``k`` becomes the new point at
+    offset ``(k // r, k % r)`` of the point's ``r x r`` cell, so every new point has its own
+    slice of the weights. The input of the linear layer is
+
+    * ``mode="cell"``: the parent point alone (``D_in`` channels): each ``r x r`` cell is a
+      linear function of one point, a transposed convolution with kernel and stride ``r``;
+    * ``mode="overlap"``: the parent's ``3 x 3`` neighbourhood of points, concatenated
+      (``9*D_in`` channels, zeros outside the lattice), so neighbouring cells share inputs
+      and their seams are learnt: a transposed convolution with kernel ``3r``, stride ``r``
+      and padding ``r``, written as a gather (``F.unfold``) and a linear layer.
+
+    Each new point also gets its new coordinates ``[i/w - 0.5, j/h - 0.5]``, concatenated and
+    fused by a linear layer (``coords=True``: ``+ W_pos [x, y]``), as the image's points carry
+    theirs. ``W_pos`` starts at zero: a random coordinate term would swamp the latent signal at
+    initialisation (every sample the same pattern).
     """
 
-    def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True):
+    def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True, mode: str = "cell"):
         super().__init__()
-        self.r, self.dim_out = r, dim_out
-        self.fc = nn.Linear(dim_in, r * r * dim_out)
+        self.r, self.dim_out, self.mode = r, dim_out, check_mode(mode, "point increaser")
+        self.k = 1 if mode == "cell" else 3  # parents a side that each new point reads
+        self.fc = nn.Linear(dim_in * self.k * self.k, r * r * dim_out)
         self.pos = nn.Linear(2, dim_out, bias=False) if coords else None
         if self.pos is not None:  # start as a function of the parent point only; positions are learnt
             nn.init.zeros_(self.pos.weight)
 
+    def extra_repr(self) -> str:
+        return f"r={self.r}, mode={self.mode}, parents={self.k}x{self.k}"
+
     def forward(self, p: Tensor, h: int, w: int) -> tuple[Tensor, int, int]:
         r, b, d = self.r, p.shape[0], self.dim_out
-        x = self.fc(p).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
+        src = p if self.mode == "cell" else neighbourhoods(p, h, w, self.k, 1)  # (B, h*w, k*k*D_in)
+        x = self.fc(src).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # (B, hr*wr, D_out) cells on the lattice
         if self.pos is not None:
             x = x + self.pos(coordinates(h * r, w * r, p.device).to(x.dtype))  # new coordinates
