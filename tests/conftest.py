@@ -164,3 +164,14 @@ def ring_config(tmp_path):
 def digits_config(tmp_path):
     """``digits_config(steps=2, **overrides) -> RunConfig``: a tiny image run (:data:`DIGITS`)."""
     return _config_factory(DIGITS, tmp_path)
+
+
+def make_image_folder(root: Path, classes: tuple[str, ...] = ("a", "b"), per_class: int = 3) -> Path:
+    """A tiny ``folder`` dataset: ``root/<class>/<i>.png``, 12x12 RGB images of a few colours."""
+    from PIL import Image
+
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (12, 12), (40 * i, 90, 200)).save(root / cls / f"{i}.png")
+    return root

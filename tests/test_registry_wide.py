@@ -24,6 +24,8 @@ from gzoo.run import build_components
 from gzoo.testing import CHECKED_KINDS, PNG_MAGIC, TINY_DATA, supported_shapes
 from gzoo.trainer import Trainer, resume, train
 
+from .conftest import make_image_folder
+
 _REG = PluginManager().registry
 DATASETS = [s.name for s in _REG.list("dataset")]
 CONDITIONERS = [s.name for s in _REG.list("conditioner")]
@@ -41,19 +43,9 @@ def test_every_kind_has_a_contract_check():
 # -- datasets -------------------------------------------------------------------------------------
 
 
-def _image_folder(root: Path) -> Path:
-    from PIL import Image
-
-    for cls in ("cats", "dogs"):
-        (root / cls).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (10, 10), (60 * i, 120, 30)).save(root / cls / f"{i}.png")
-    return root
-
-
 def _dataset(name: str, tmp_path: Path, **options):
     if name == "folder":
-        options.setdefault("root", str(_image_folder(tmp_path / "images")))
+        options.setdefault("root", str(make_image_folder(tmp_path / "images")))
     try:
         return gzoo.create("dataset", name, **options)
     except DatasetNotFoundError as exc:

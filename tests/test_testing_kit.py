@@ -20,22 +20,14 @@ from gzoo.interfaces import Block, Conditioner, Discriminator, Generator, Loss, 
 from gzoo.plugins import PluginManager
 from gzoo.testing import CHECKED_KINDS, check_component, check_training, supported_shapes
 
+from .conftest import make_image_folder
+
 _REG = PluginManager().registry
 BUILTINS = [(kind, s.name) for kind in CHECKED_KINDS for s in _REG.list(kind)]
 
 #: what some built-ins need to be checked: the run a visualizer draws.
 COC_RUN = {"gen": "cocgan", "disc": "coc", "data": "digits", "gen_opt": {}, "disc_opt": {}}
 NEEDS = {("visualizer", "clusters"): {"run": COC_RUN}}
-
-
-def _image_folder(root: Path) -> Path:
-    from PIL import Image
-
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (12, 12), (40 * i, 90, 200)).save(root / cls / f"{i}.png")
-    return root
 
 
 @pytest.mark.parametrize(("kind", "name"), BUILTINS, ids=[f"{k}:{n}" for k, n in BUILTINS])
@@ -46,7 +38,7 @@ def test_every_registered_component_passes(kind, name, tmp_path, monkeypatch):
 
         monkeypatch.setattr(features, "DEFAULT_SETTINGS", features.TrainSettings(max_steps=20, batch_size=32))
     if (kind, name) == ("dataset", "folder"):
-        options["root"] = str(_image_folder(tmp_path / "images"))
+        options["root"] = str(make_image_folder(tmp_path / "images"))
     try:
         check_component(kind, name, **options)
     except DatasetNotFoundError as exc:
