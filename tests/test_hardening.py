@@ -68,14 +68,8 @@ class FlakyRing(TensorGanDataset):
         return super().get_batch(idx)
 
 
-class FlakyPlugin:
-    @gzoo.hookimpl
-    def gzoo_register_components(self, register):
-        register("dataset", "flaky", FlakyRing)
-
-
-def test_data_error_mid_run_saves_the_last_finished_step_and_resume_is_exact(tmp_path, register_plugin):
-    register_plugin(FlakyPlugin(), "flaky")
+def test_data_error_mid_run_saves_the_last_finished_step_and_resume_is_exact(tmp_path, register_component):
+    register_component("dataset", "flaky", FlakyRing)
     cfg = dict(RING, data="flaky", n_critic=2, ema=0.5, ckpt_every=100, log_every=1)
     a = train(RunConfig(**cfg, steps=6, out=str(tmp_path / "a")))
     # batches 0..7 are read by steps 1..4 (two per step); batch 9 is the second of step 5
@@ -388,12 +382,6 @@ def test_huge_sample_requests_say_what_they_need(cli, tmp_path):
         assert not (tmp_path / f"s.{suffix}").exists()
 
 
-class MarkupPlugin:
-    @gzoo.hookimpl
-    def gzoo_register_components(self, register):
-        register("loss", "markup", MarkupLoss)
-
-
 class MarkupLoss(gzoo.interfaces.Loss):
     """Takes [int] steps and [bold]no[/bold] markup."""
 
@@ -404,8 +392,8 @@ class MarkupLoss(gzoo.interfaces.Loss):
         return -fake.mean()
 
 
-def test_list_shows_plugin_text_verbatim(cli, register_plugin):
-    register_plugin(MarkupPlugin(), "markup")
+def test_list_shows_plugin_text_verbatim(cli, register_component):
+    register_component("loss", "markup", MarkupLoss)
     r = cli("list", "--kind", "loss")
     assert r.exit_code == 0, r.output
     assert "[int]" in r.stdout and "[bold]no[/bold]" in r.stdout

@@ -129,14 +129,8 @@ class NaNAfter(Loss):
         return -fake.mean()
 
 
-class NaNPlugin:
-    @gzoo.hookimpl
-    def gzoo_register_components(self, register):
-        register("loss", "nan-after", NaNAfter)
-
-
-def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, register_plugin):
-    register_plugin(NaNPlugin(), "nan")
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, register_component):
+    register_component("loss", "nan-after", NaNAfter)
     NaNAfter.calls = 0
     t = Trainer(RunConfig(**RING, loss="nan-after", loss_opt={"after": 4}, steps=10, ckpt_every=2, out=str(tmp_path / "r")))
     with pytest.raises(DivergenceError, match=r"diverged at step 4.*last good checkpoint"):
