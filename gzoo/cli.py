@@ -155,17 +155,21 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     console = _console()
-    for spec in specs:
+
+    def facts(rows: list[tuple[str, str]]) -> None:
         head = Table.grid(padding=(0, 2))
         head.add_column(style="bold")
         head.add_column(overflow="fold")
+        for key, value in rows:
+            head.add_row(*_plain(key, value or "-"))
+        console.print(head)
+
+    for spec in specs:
         rows = [("kind", spec.kind), ("name", spec.name), ("plugin", spec.plugin), ("paper", spec.paper),
                 ("summary", spec.summary), ("aliases", ", ".join(spec.aliases))]
         if spec.kind in ("generator", "discriminator"):
             rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
-        for key, value in rows:
-            head.add_row(*_plain(key, value or "-"))
-        console.print(head)
+        facts(rows)
         if not spec.options:
             console.print("no options\n")
             continue
@@ -178,14 +182,9 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
         console.print(table)
         console.print()
     for p in presets:
-        head = Table.grid(padding=(0, 2))
-        head.add_column(style="bold")
-        head.add_column(overflow="fold")
-        for key, value in (("kind", "preset"), ("name", p), ("plugin", reg.preset_plugins[p]),
-                           ("settings", ", ".join(f"{k}={v}" for k, v in reg.presets[p].items())),
-                           ("use", f"gzoo run --preset {p}")):
-            head.add_row(*_plain(key, value))
-        console.print(head)
+        facts([("kind", "preset"), ("name", p), ("plugin", reg.preset_plugins[p]),
+               ("settings", ", ".join(f"{k}={v}" for k, v in reg.presets[p].items())),
+               ("use", f"gzoo run --preset {p}")])
         console.print()
 
 

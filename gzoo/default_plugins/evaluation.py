@@ -171,12 +171,7 @@ class StackedMetrics(ImageMetrics):
         return n, why
 
     def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool) -> Any:
-        base = data.base  # the 1-channel dataset whose images fill the channels
-        make_base = None
-        if make_dataset is not None:
-            def make_base(**opts: Any) -> Any:
-                return make_dataset(**opts).base
-        return _classifier(base, make_base, progress=progress)
+        return _classifier(*_stacked_base(data, make_dataset), progress=progress)
 
     def extractor(self, clf: Any) -> Any:
         return _StackedFeatures(clf)
@@ -253,7 +248,20 @@ def dataset_maker(name: str, data_opt: dict[str, Any] | None = None) -> Callable
     return make
 
 
-def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress: bool) -> Any:
+def _stacked_base(data: Any, make_dataset: Callable[..., Any] | None) -> tuple[Any, Callable[..., Any] | None]:
+    """The 1-channel dataset whose images fill a stacked dataset's channels, and a maker of its
+    splits (None when ``make_dataset`` is None)."""
+    if make_dataset is None:
+        return data.base, None
+
+    def make_base(**opts: Any) -> Any:
+        return make_dataset(**opts).base
+
+    return data.base, make_base
+
+
+def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress: bool,
+                settings: Any = None) -> Any:
     """The cached feature classifier of ``train``; its accuracy on the test split when one exists."""
     from ..metrics.features import get_classifier
 
@@ -263,31 +271,21 @@ def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress
             test = make_dataset(split="test", resolution=train.image_shape[-1])
         except UsageError:
             test = None  # e.g. no test files: accuracy is then measured on the training split
-    return get_classifier(train, test, key=train.name, progress=progress)
+    return get_classifier(train, test, key=train.name, settings=settings, progress=progress)
 
 
 def classifier_for(dataset: str, resolution: int, *, data_opt: dict[str, Any] | None = None,
                    settings: Any = None, progress: bool = True) -> Any:
     """The feature classifier that measures registered dataset ``dataset`` at ``resolution``
     (for ``stacked-<base>``: the base's, applied channel by channel)."""
-    from ..metrics.features import get_classifier
-
-    make_data = dataset_maker(dataset, data_opt)
-    train, make = make_data(split="train", resolution=resolution), make_data
+    make = dataset_maker(dataset, data_opt)
+    train = make(split="train", resolution=resolution)
     if measured_by(train) == "stacked":
-        train = train.base
-
-        def make(**opts: Any) -> Any:
-            return make_data(**opts).base
-
+        train, make = _stacked_base(train, make)
     if measured_by(train) != "images":
         why = "holds points, not images" if len(train.image_shape) != 3 else "has no labels"
         raise UsageError(f"dataset {dataset!r} {why}: gzoo's feature classifier cannot measure it")
-    try:
-        test = make(split="test", resolution=resolution)
-    except UsageError:
-        test = None
-    return get_classifier(train, test, key=train.name, settings=settings, progress=progress)
+    return _classifier(train, make, progress=progress, settings=settings)
 
 
 # -- names, directions, sample counts ------------------------------------------------------------
