@@ -231,6 +231,10 @@ class Discriminator(_Model, _Staged, nn.Module):
     _kind = "discriminator"
     #: the conditional head's mode (:attr:`ConditionalHead.MODES`), used by :meth:`init_head`
     cond_head: str = "projection"
+    #: which parameters WGAN weight clipping (``--reg clip`` with ``params=auto``) clamps:
+    #: ``"all"`` (the WGAN paper) or ``"weights"`` (only tensors of 2+ dimensions, for models
+    #: whose gains or layer scales must stay free to let residual branches act)
+    clip_params: str = "all"
     feature_dim: int
     head: nn.Module
 

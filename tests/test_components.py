@@ -166,6 +166,26 @@ def test_clip_and_spectral_norm():
             p.normal_(0, 1)
     clip.after_d_step(D)
     assert max(p.abs().max() for p in D.parameters()) <= 0.05
+    weights_only = gzoo.create("regularizer", "clip", clip=0.05, params="weights")
+    with torch.no_grad():
+        for p in D.parameters():
+            p.fill_(3.0)
+    weights_only.after_d_step(D)
+    assert all(float(p.detach().abs().max()) == pytest.approx(0.05 if p.dim() >= 2 else 3.0) for p in D.parameters())
+    assert any(p.dim() < 2 for p in D.parameters())  # biases stay free
+    with pytest.raises(UsageError, match="valid: auto, all, weights"):
+        gzoo.create("regularizer", "clip", params="gains")
+    auto = gzoo.create("regularizer", "clip", clip=0.05)  # params="auto": what D asks for
+    for name, clamped_vectors in (("mlp", True), ("coc", False)):  # coc: clip_params = "weights"
+        D = gzoo.create("discriminator", name, image_shape=(2,) if name == "mlp" else (1, 8, 8),
+                        **({"stages": "2:8:1"} if name == "coc" else {}))
+        with torch.no_grad():
+            for p in D.parameters():
+                p.fill_(3.0)
+        auto.after_d_step(D)
+        vectors = [float(p.detach().abs().max()) for p in D.parameters() if p.dim() < 2]
+        assert vectors and all(v == pytest.approx(0.05 if clamped_vectors else 3.0) for v in vectors)
+        assert all(float(p.detach().abs().max()) == pytest.approx(0.05) for p in D.parameters() if p.dim() >= 2)
     D = gzoo.create("regularizer", "sn").wrap_discriminator(gzoo.create("discriminator", "mlp", image_shape=(2,)))
     for _ in range(20):  # power iterations converge in training mode
         D(torch.randn(4, 2))

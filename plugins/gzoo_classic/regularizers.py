@@ -1,6 +1,7 @@
 """Classic regularizers: weight clipping, WGAN-GP, lazy R1 and spectral norm.
 
-* ``clip`` -- after every D step, clamp every D parameter to ``[-clip, clip]``
+* ``clip`` -- after every D step, clamp every D parameter (or, ``params=weights``, every
+  weight matrix; by default what the discriminator asks for) to ``[-clip, clip]``
   (Arjovsky et al. 2017).
 * ``gp`` -- ``weight * E[(||grad D(x_hat)|| - center)^2]`` on random interpolates of real
   and fake (Gulrajani et al. 2017).
@@ -23,26 +24,47 @@ def _grad_norm_sq(out: Tensor, inp: Tensor) -> Tensor:
     return grad.flatten(1).pow(2).sum(1)
 
 
+CLIP_PARAMS = ("auto", "all", "weights")
+
+
 class WeightClip(Regularizer):
-    """WGAN weight clipping of every discriminator parameter.
+    """WGAN weight clipping of the discriminator's parameters.
+
+    With ``params="all"`` (the WGAN paper's code) every parameter is clamped, also
+    normalisation gains, biases and layer scales. A residual block whose branch is scaled by a
+    layer scale (Context Clusters, ConvNeXt) can then never let its branch exceed ``c`` times
+    the residual stream, and a normalisation gain of 1 becomes ``c``: such a critic stays
+    close to the linear function its stem computes. ``params="weights"`` clamps only
+    parameters with two or more dimensions (the weight matrices and kernels of linear and
+    convolutional layers) and leaves vectors (gains, biases, layer scales, scalars) free: every
+    linear map stays bounded, the gains that scale them do not, so the constraint is looser.
+    ``params="auto"`` (the default) takes what the discriminator asks for
+    (:attr:`gzoo.interfaces.Discriminator.clip_params`): ``"all"`` unless the model says
+    otherwise (``coc`` asks for ``"weights"``).
 
     Args:
-        clip: bound c > 0: after every D step each D parameter is clamped to [-c, c]
+        clip: bound c > 0: after every D step each clamped parameter is clamped to [-c, c]
+        params: which parameters: "auto" (the discriminator's clip_params, "all" for most),
+            "all" (every one, the WGAN paper) or "weights" (those with 2 or more dimensions)
     """
 
     has_penalty = False
     lipschitz = True
 
-    def __init__(self, *, clip: float = 0.01):
+    def __init__(self, *, clip: float = 0.01, params: str = "auto"):
         super().__init__()
         if clip <= 0:
             raise UsageError(f"clip must be positive, got {clip}")
-        self.clip = clip
+        if params not in CLIP_PARAMS:
+            raise UsageError(f"clip option params: unknown value {params!r}; valid: {', '.join(CLIP_PARAMS)}")
+        self.clip, self.params = clip, params
 
     @torch.no_grad()
     def after_d_step(self, D: Discriminator) -> None:
+        params = getattr(D, "clip_params", "all") if self.params == "auto" else self.params
         for p in D.parameters():
-            p.clamp_(-self.clip, self.clip)
+            if params == "all" or p.dim() >= 2:
+                p.clamp_(-self.clip, self.clip)
 
 
 class GradientPenalty(Regularizer):
