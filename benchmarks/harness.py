@@ -108,8 +108,9 @@ def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64
     grid = trainer.run_dir / "samples" / f"step_{trainer.step:06d}.png"
     if not grid.exists():
         grid = trainer.write_samples()
-    metrics = evaluate_generator(trainer.generate, data, n=n_eval, seed=seed, data_opt=trainer.config.data_opt,
-                                 progress=False)
+    samples, labels = trainer.generate(n_eval, seed=seed, return_labels=True)
+    metrics = evaluate_generator(samples, data, n=n_eval, seed=seed, data_opt=trainer.config.data_opt, progress=False,
+                                 labels=labels if combo.cond == "labels" else None)  # label_agreement
     return {"combo": combo.label, "data": data, "seed": seed, "steps": steps, "batch_size": batch_size,
             "img_per_s": steps * batch_size / seconds, "train_seconds": seconds,
             "eval_seconds": metrics.pop("seconds"), "params_G": count_parameters(trainer.G),

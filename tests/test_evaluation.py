@@ -389,3 +389,26 @@ def test_a_metric_family_that_cannot_work_is_refused_at_registration(pm):
     messages = " ".join(str(w.message) for w in record)
     assert "does not implement measure" in messages and "names (the metrics it reports) are empty" in messages
     assert not pm.registry.list("metric", "no-*")
+
+
+def test_label_agreement_is_the_classifiers_agreement_with_the_requested_labels():
+    data = gzoo.create("dataset", "digits", resolution=16)
+    x, y = data.get_batch(torch.arange(200))
+    clf = classifier_for("digits", 16)
+    pred = clf.probs(x).argmax(1)  # the independent computation: the same classifier, called directly
+    for labels in (y, (y + 1) % 10, pred):
+        res = evaluate_samples(x, "digits", metrics=["is_lenet"], labels=labels, data_opt={"resolution": 16},
+                               progress=False)
+        assert res["label_agreement"] == pytest.approx(float((pred == labels).float().mean()))
+    assert evaluate_samples(x, "digits", metrics=["is_lenet"], labels=pred, progress=False)["label_agreement"] == 1.0
+    assert "label_agreement" not in evaluate_samples(x, "digits", metrics=["is_lenet"], progress=False)
+    with pytest.raises(UsageError, match="199 labels for 200 samples"):
+        evaluate_samples(x, "digits", labels=y[:-1], progress=False)
+
+
+def test_gzoo_eval_reports_label_agreement_for_label_conditioned_runs(tmp_path):
+    t = train(RunConfig(**DIGITS, steps=2, cond="labels", out=str(tmp_path / "c")))
+    res = evaluate_run(t.run_dir, n=200, progress=False, metrics=["is_lenet"])
+    assert 0.0 <= res["label_agreement"] <= 1.0
+    t = train(RunConfig(**DIGITS, steps=2, out=str(tmp_path / "u")))
+    assert "label_agreement" not in evaluate_run(t.run_dir, n=200, progress=False, metrics=["is_lenet"])

@@ -103,7 +103,8 @@ class ImageMetrics(MetricFamily):
 
     def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
                 make_dataset: Callable[..., Any] | None, progress: bool, kid_subsets: int = 100,
-                kid_subset_size: int = 1000, inception_weights: str | None = None, **_: Any) -> dict[str, Any]:
+                kid_subset_size: int = 1000, inception_weights: str | None = None, labels: Tensor | None = None,
+                **_: Any) -> dict[str, Any]:
         from ..metrics import (
             class_histogram_metrics,
             fid_from_features,
@@ -143,6 +144,8 @@ class ImageMetrics(MetricFamily):
                 out["is_lenet"] = inception_score(probs)
             hist = class_histogram_metrics(probs, data.labels(), data.num_classes)
             out.update({k: v for k, v in hist.items() if k in metrics})
+        if labels is not None:  # a conditional G: does the classifier see the class it was asked for?
+            out["label_agreement"] = float((clf.probs(samples).argmax(1) == labels.cpu()).float().mean())
         out.update(self.more(samples, data, clf, metrics))
         if set(INCEPTION_METRICS) & set(metrics):
             from ..metrics.inception import inception_fid_kid
@@ -310,6 +313,7 @@ def _families() -> list[Any]:
 def _metric_names() -> set[str]:
     """Every metric a registered family reports (or offers), and gzoo's own."""
     names = set(IMAGE_METRICS) | set(MIXTURE_METRICS) | set(STACKED_METRICS) | set(INCEPTION_METRICS)
+    names.add("label_agreement")  # conditional generators (evaluate_samples(labels=...))
     for fam in _families():
         names |= set(getattr(fam, "names", ())) | set(getattr(fam, "optional", ()))
     return names
@@ -408,14 +412,19 @@ def evaluate_samples(
     kid_subset_size: int = 1000,
     inception_weights: str | None = None,
     progress: bool = True,
+    labels: Tensor | None = None,
 ) -> dict[str, Any]:
     """The metrics that fit ``dataset`` (or those named in ``metrics``) for ``samples``.
 
     ``dataset`` is a registered name (built with ``data_opt`` at the samples' resolution) or a
     dataset object. ``samples`` are on any device, images in [-1, 1] ``(N, C, H, W)`` or points
     ``(N, d)``. Inception metrics are added when ``inception_weights`` is given or ``metrics``
-    names them.
+    names them. ``labels`` (images only) are the dataset classes a conditional generator was
+    asked for, one per sample: ``label_agreement`` is then the fraction of samples that the
+    domain classifier puts in their requested class.
     """
+    if labels is not None and len(labels) != len(samples):
+        raise UsageError(f"{len(labels)} labels for {len(samples)} samples")
     samples = samples.detach().float().cpu()
     make = None
     if isinstance(dataset, str):
@@ -436,9 +445,11 @@ def evaluate_samples(
         inception_weights = str(find_weights(inception_weights))  # fail before any work
     check_sample_count(len(samples), data, [m for m in want if m not in INCEPTION_METRICS] or None)
     out: dict[str, Any] = {"dataset": name, "n": len(samples)}
+    if labels is not None and not isinstance(fam, ImageMetrics):
+        raise UsageError(f"label agreement needs image samples; {name!r} is measured by {measured_by(data)!r}")
     out.update(fam.measure(samples, data, want, seed=seed, make_dataset=make, progress=progress,
                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                           inception_weights=inception_weights))
+                           inception_weights=inception_weights, labels=labels))
     return out
 
 
@@ -504,9 +515,11 @@ def evaluate_run(
     run = load_run(run_dir, which)
     check_sample_count(n, run.data, metrics, what="gzoo eval", flag="--n")  # before generating
     t0 = time.perf_counter()
-    samples = run.generate(n, ema=ema, seed=seed)
+    samples, labels = run.generate(n, ema=ema, seed=seed, return_labels=True)
+    if run.config.cond != "labels" or samples.dim() != 4:
+        labels = None  # only the dataset's own classes can be checked by its classifier
     results = evaluate_samples(samples, run.config.data, metrics=metrics, data_opt=run.config.data_opt, seed=seed,
-                               inception_weights=inception_weights, progress=progress)
+                               inception_weights=inception_weights, progress=progress, labels=labels)
     results.update(
         run=str(run.run_dir), checkpoint=str(run.checkpoint_path), step=run.step,
         ema=bool(ema and run.G_ema is not None), seed=seed, seconds=round(time.perf_counter() - t0, 2),
