@@ -28,7 +28,9 @@ regions, centers and points:
   cluster sums, so the per-point values are never formed: aggregation is ``A^T @ P`` on the
   *input* points followed by ``v`` on the ``heads*M`` sums, dispatch and head fusion are one
   ``A @ (W_proj g)``; the cosine similarities come from ``P @ (W_f^T c)`` for the unit centers
-  ``c`` and the norms of ``f(P)``. Only ``f(P)`` is ever computed per point.
+  ``c`` and the norms of ``f(P)``. Only ``f(P)`` is ever computed per point, for its norms,
+  in chunks of points (:func:`rowwise`); as ``|f(p)|`` is common to a point's centers, the
+  argmax is taken on the dot products and only the best one is divided by it.
 * ``"bmm"``: per-point values folded to ``(B*heads*R*R, n, d)``; aggregation is one ``baddbmm``
   (``v_c + A V``) and dispatch one ``bmm`` (``A^T g``).
 * ``"scatter"``: the same with ``scatter_add`` / ``gather``.
@@ -39,8 +41,9 @@ Implementations may differ in the last bits of a similarity, so in float32 a poi
 best centers tie to ~1e-7 can be assigned differently; in float64 they agree to 1e-10.
 
 :class:`ClusterBlock` is the original block: ``x + ls1 * mixer(norm1(x))`` then
-``x + ls2 * mlp(norm2(x))`` with GroupNorm(1) over the point set, a point-wise MLP of ratio
-``mlp_r`` and layer scale. Its MLP starts from PyTorch's default initialisation
+``x + ls2 * mlp(norm2(x))`` with GroupNorm(1) over the point set (computed as a layer norm
+over each sample's ``(N, D)`` points), a point-wise MLP of ratio ``mlp_r`` (run in chunks of
+points, :func:`rowwise`) and layer scale. Its MLP starts from PyTorch's default initialisation
 (``init="torch"``) or, as in the official code, from a truncated normal of std 0.02 with
 zero biases (``init="official"``); ``f``, ``v`` and ``proj`` are 1x1 convolutions there, left at
 PyTorch's default, which for a 1x1 convolution is the same distribution as ``nn.Linear``'s.
@@ -49,7 +52,7 @@ PyTorch's default, which for a 1x1 convolution is the same distribution as ``nn.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +65,27 @@ from .points import image_to_points, points_to_image
 
 IMPLS = ("fused", "bmm", "scatter", "broadcast")
 INITS = ("torch", "official")
+
+#: Point-wise work on wide intermediates (the blocks' MLP hidden layer, ``f(P)`` for the
+#: similarity norms) runs in chunks of points whose wide tensors hold about this many elements
+#: (1 MiB in float32): each chunk's intermediates are still in cache for the next op, and for
+#: the backward, instead of ``(points, width)`` tensors streaming through memory between ops
+#: (~1.07x on a CoC-GAN training step on CPU). Each row sees the same ops, so the values are
+#: unchanged up to the matrix products' blocking; autograd (double backward included) is plain.
+CHUNK_ELEMENTS = 1 << 18
+
+
+def rowwise(fn: Callable[[Tensor], Tensor], x: Tensor, width: int) -> Tensor:
+    """``fn`` applied to the rows of ``x (..., C)`` in chunks of ``CHUNK_ELEMENTS // width`` rows,
+    concatenated: ``fn`` must act on each row alone, ``(rows, C) -> (rows, C')``; ``width`` is
+    the width of its widest intermediate."""
+    rows = max(1, CHUNK_ELEMENTS // width)
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.shape[0] <= rows:
+        out = fn(flat)
+    else:
+        out = torch.cat([fn(c) for c in flat.split(rows)])
+    return out.view(*x.shape[:-1], out.shape[-1])
 
 
 def fold_regions(x: Tensor, h: int, w: int, regions: int) -> Tensor:
@@ -156,13 +180,15 @@ class ContextCluster(nn.Module):
         pr = fold_regions(p, h, w, R)  # (B, RR, n, D)
         pc = propose_centers(pr.view(B, R * R, hr, wr, D), c)  # (B, RR, M, D): f, v commute with the mean
         # clustering: cosine similarity of each point to the M unit centers of its region, per head
-        s_norm = self.f(pr).view(B, R * R, hr * wr, E, d).norm(dim=-1)  # (B, RR, n, E)
+        fw, fb = self.f.weight, self.f.bias  # |f(p)| per head, in chunks of points: (B, RR, n, E)
+        s_norm = rowwise(lambda x: torch.linalg.vector_norm(F.linear(x, fw, fb).view(-1, E, d), dim=-1), pr, E * d)
         ctr = F.normalize(self.f(pc).view(B, R * R, M, E, d), dim=-1)  # (B, RR, M, E, d)
         wf, bf = self.f.weight.view(E, d, D), self.f.bias.view(E, d)
         u = torch.einsum("brmed,edk->bremk", ctr, wf).reshape(B, R * R, E * M, D)  # W_f^T c
         k = torch.einsum("brmed,ed->brem", ctr, bf).reshape(B, R * R, 1, E * M)  # c . b_f
         dots = (torch.matmul(pr, u.transpose(-1, -2)) + k).view(B, R * R, hr * wr, E, M)  # c . f(p)
-        sim, idx = (dots / s_norm.clamp_min(1e-12).unsqueeze(-1)).max(dim=-1)  # (B, RR, n, E)
+        best, idx = dots.max(dim=-1)  # (B, RR, n, E): |f(p)| > 0 is common to a point's centers
+        sim = best / s_norm.clamp_min(1e-12)  # cosine similarity to the most similar center
         self._remember(idx.permute(0, 3, 1, 2), h, w, M)
         wgt = torch.sigmoid(self.alpha * sim + self.beta)  # (B, RR, n, E)
         A = torch.zeros_like(dots).scatter(-1, idx.unsqueeze(-1), wgt.unsqueeze(-1))  # (B, RR, n, E, M)
@@ -221,7 +247,12 @@ class ContextCluster(nn.Module):
 
 
 class PointGroupNorm(nn.Module):
-    """GroupNorm with one group over a point set: statistics over all (N, D) of a sample."""
+    """GroupNorm with one group over a point set: statistics over all (N, D) of a sample.
+
+    Computed as ``F.layer_norm`` over the sample's ``(N, D)`` slice with the per-channel weight
+    and bias expanded over the points: the same function as GroupNorm(1), in one fused kernel
+    forward and backward (~5x faster than ``var_mean`` and four elementwise passes).
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -230,8 +261,8 @@ class PointGroupNorm(nn.Module):
         self.eps = eps
 
     def forward(self, p: Tensor) -> Tensor:
-        var, mean = torch.var_mean(p, dim=(1, 2), keepdim=True, unbiased=False)
-        return (p - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        n, d = p.shape[1:]
+        return F.layer_norm(p, (n, d), self.weight.expand(n, d), self.bias.expand(n, d), self.eps)
 
 
 def check_init(init: str) -> str:
@@ -273,7 +304,7 @@ class ClusterBlock(nn.Module):
 
     def forward(self, p: Tensor, h: int, w: int) -> Tensor:
         p = p + self.ls1 * self.mixer(self.norm1(p), h, w)  # (B, N, D)
-        return p + self.ls2 * self.mlp(self.norm2(p))
+        return p + self.ls2 * rowwise(self.mlp, self.norm2(p), self.mlp[0].out_features)
 
 
 class ContextClusterBlock(Block):
