@@ -41,7 +41,10 @@ from _report import command_line, markdown_table, write_section  # noqa: E402
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 
-MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan"), "CoC-GAN (cocgan + coc)": ("cocgan", "coc")}
+TABLE1 = {"gen_opt": {"stages": "table1", "increaser": "cell", "init": "torch"},
+          "disc_opt": {"reducer": "cell", "init": "torch"}}  # the cocgan-paper-table1 preset's models
+MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}), "CoC-GAN (cocgan + coc)": ("cocgan", "coc", {}),
+          "CoC-GAN, Table 1's models": ("cocgan", "coc", TABLE1)}
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
 
 
@@ -88,10 +91,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="coc-speed-") as work:
         trainers = {}
-        for label, (gen, disc) in MODELS.items():
+        for i, (label, (gen, disc, opts)) in enumerate(MODELS.items()):
             config = RunConfig(gen=gen, disc=disc, loss="nonsaturating", data="digits", batch_size=args.batch_size,
-                               device="cpu", progress=False, sample_every=0, out=str(Path(work) / gen))
-            trainers[label] = Trainer(config, run_dir=Path(work) / gen)
+                               device="cpu", progress=False, sample_every=0, out=str(Path(work) / f"{gen}{i}"),
+                               **opts)
+            trainers[label] = Trainer(config, run_dir=Path(work) / f"{gen}{i}")
         for trainer in trainers.values():
             time_round(trainer, args.warmup)
         flops = {label: count_flops(trainer) for label, trainer in trainers.items()}

@@ -287,6 +287,25 @@ def test_overlap_point_increaser_is_a_transpose_style_gather(h, w, r):
     torch.testing.assert_close(up, ref, atol=1e-12, rtol=1e-10)
 
 
+def test_single_point_increaser_stores_only_the_slice_that_acts():
+    torch.manual_seed(3)
+    full, single = PointIncreaser(5, 3, 4, mode="overlap"), PointIncreaser(5, 3, 4, mode="overlap", single=True)
+    assert single.fc.weight.shape == (4 * 4 * 3, 5) and full.fc.weight.shape == (4 * 4 * 3, 9 * 5)
+    bound = 1 / (9 * 5) ** 0.5  # initialised like the full layer: uniform, bound 1/sqrt(fan_in of 9 points)
+    assert single.fc.weight.abs().max() <= bound and single.fc.weight.abs().max() > 0.9 * bound
+    with torch.no_grad():  # the centre neighbour (1, 1) is channels 4*5 .. 5*5 of the full layer
+        single.fc.weight.copy_(full.fc.weight[:, 4 * 5:5 * 5])
+        single.fc.bias.copy_(full.fc.bias)
+        single.pos.weight.copy_(torch.randn_like(single.pos.weight))
+        full.pos.weight.copy_(single.pos.weight)
+    p = torch.randn(2, 1, 5)
+    torch.testing.assert_close(single(p, 1, 1)[0], full(p, 1, 1)[0])
+    with pytest.raises(UsageError, match="reads one point"):
+        single(torch.randn(2, 4, 5), 2, 2)
+    G = gzoo.create("generator", "cocgan", image_shape=(1, 28, 28))
+    assert G.increasers[0].single and not any(inc.single for inc in G.increasers[1:])
+
+
 def test_overlap_point_increaser_gradients_reach_every_weight():
     torch.manual_seed(7)
     inc = PointIncreaser(4, 3, 2, mode="overlap")
@@ -344,29 +363,37 @@ def test_init_option_of_cocgan_coc_and_the_block():
         assert abs(w.std().item() - 0.02) < 2e-3 and all(lin.bias.abs().sum() == 0 for lin in lins)
     assert D.head.linear.bias.abs().sum() == 0 and D.head.linear.weight.abs().max() < 0.1  # the classifier too
     torch.manual_seed(0)
-    Gt = gzoo.create("generator", "cocgan", **kw)
+    Gt = gzoo.create("generator", "cocgan", init="torch", **kw)
     torch.manual_seed(0)
-    Gd = gzoo.create("generator", "cocgan", init="torch", **kw)  # the default, unchanged
-    assert all(torch.equal(a, b) for a, b in zip(Gt.parameters(), Gd.parameters(), strict=True))
-    assert all(lin.bias.abs().sum() > 0 for lin in _mlp_linears(Gt))
+    Gd = gzoo.create("generator", "cocgan", init="official", **kw)  # the default
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in
+               zip(Gd.parameters(), gzoo.create("generator", "cocgan", **kw).parameters(), strict=True))
+    assert all(lin.bias.abs().sum() > 0 for lin in _mlp_linears(Gt))  # PyTorch's default: random biases
+    assert all(lin.bias.abs().sum() == 0 for lin in _mlp_linears(Gd))
     with pytest.raises(UsageError, match="unknown init"):
         gzoo.create("discriminator", "coc", init="xavier", **kw)
 
 
 def test_reducer_and_increaser_options():
     kw = {"image_shape": (1, 28, 28), "head_dim": 4, "mlp_r": 2}
-    G = gzoo.create("generator", "cocgan", increaser="overlap", **kw)
+    G = gzoo.create("generator", "cocgan", increaser="overlap", stages="table1", **kw)
     D = gzoo.create("discriminator", "coc", reducer="cell,overlap,overlap,overlap", **kw)  # the official layout
     assert [inc.mode for inc in G.increasers] == ["overlap"] * 4
     assert [red.mode for red in D.reducers] == ["cell", "overlap", "overlap", "overlap"]
     assert [red.k for red in D.reducers] == [2, 3, 3, 3]
+    # the defaults: overlapping increasers, the official reducer layout, for any number of stages
+    assert [inc.mode for inc in gzoo.create("generator", "cocgan", **kw).increasers] == ["overlap"] * 3
+    assert gzoo.create("discriminator", "coc", **kw).reducer_modes == ["cell", "overlap", "overlap", "overlap"]
+    assert gzoo.create("discriminator", "coc", stages="2:8:1,2:8:1", **kw).reducer_modes == ["cell", "overlap"]
+    assert gzoo.create("discriminator", "coc", reducer="cell", **kw).reducer_modes == ["cell"] * 4
     x = G(torch.randn(2, G.latent_dim))
     assert x.shape == (2, 1, 28, 28) and D(x).shape == (2,)
     D(x).sum().backward()
     assert all(p.grad is not None for p in G.parameters())
     with pytest.raises(UsageError, match="unknown value 'conv'"):
         gzoo.create("discriminator", "coc", reducer="conv", **kw)
-    with pytest.raises(UsageError, match="lists 2 values for 4 stages"):
+    with pytest.raises(UsageError, match="lists 2 values for 3 stages"):
         gzoo.create("generator", "cocgan", increaser="cell,overlap", **kw)
 
 
@@ -507,8 +534,8 @@ def test_cocgan_coc_train_end_to_end_and_viz(cli, tmp_path):
     from PIL import Image
 
     im = Image.open(tmp_path / "clusters.png")
-    # 4 rows of (image + 3+2+2+1 G blocks + 1+2+2+2 D blocks) 28-pixel tiles with 2-pixel padding
-    assert im.size == (2 + 16 * 30, 2 + 4 * 30)
+    # 4 rows of (image + 3+2+1 G blocks + 1+2+2+2 D blocks) 28-pixel tiles with 2-pixel padding
+    assert im.size == (2 + 14 * 30, 2 + 4 * 30)
 
 
 def test_coc_discriminator_trains_against_dcgan(cli, tmp_path):
@@ -547,3 +574,26 @@ def test_presets_follow_the_paper(pm):
     assert (p["optimizer"], p["lr"], p["batch_size"], p["cosine"], p["epochs"], p["loss"]) == ("adam", 2e-4, 256, True, 50, "minimax")
     w = pm.registry.get_preset("cocgan-paper-wgan")
     assert (w["optimizer"], w["loss"], w["reg"]) == ("rmsprop", "wgan", ["clip"])
+
+
+def test_cluster_block_chunks_are_exact(monkeypatch):
+    """The block's point-wise work runs in chunks of points (cluster.rowwise): forcing many chunks
+    gives the same values, gradients and second-order gradients as one chunk."""
+    from gzoo_coc import cluster
+
+    torch.manual_seed(0)
+    blk = ClusterBlock(8, heads=2, head_dim=4, regions=2, centers=2, mlp_r=2).double()
+    with torch.no_grad():
+        for q in blk.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    p = torch.randn(3, 64, 8, dtype=torch.float64, requires_grad=True)
+
+    def run():
+        out = blk(p, 8, 8)
+        (g,) = torch.autograd.grad(out.square().sum(), p, create_graph=True)
+        return [out, g, *torch.autograd.grad(g.square().sum(), [p, *blk.parameters()])]
+
+    whole = run()
+    monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 40)
+    for a, b in zip(run(), whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

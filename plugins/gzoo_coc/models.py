@@ -18,7 +18,7 @@ G; 28x28 -> 14x14 -> 7x7 for D) come out; D's ``dim = 3`` is its input point (1 
 ``r`` the increase/reduction rate a side, ``dim`` the point width, ``depth`` the number of
 Context Cluster blocks, ``regions`` a side and ``centers`` a side per region.
 
-Generator, 28x28 (for 32x32 the last rate is 8; in general S/4)::
+Table 1's generator as we read it (``stages=table1``; 28x28, for 32x32 the last rate is 8)::
 
     z (100) -> linear -> 1 point x 128
     S1  1:128:1:1:1   1x1   lattice, 1 block
@@ -29,6 +29,20 @@ Generator, 28x28 (for 32x32 the last rate is 8; in general S/4)::
 
 The table's last G stage has ``local_centers = 1`` over 784 points, which makes every point
 one cluster and clustering a no-op; we use the 2x2 regions and 4 centers of its other rows.
+
+gzoo's default generator (``stages=""``) drops the table's 1x1 stage (width 128) and reaches
+the image by smaller rates, one point -> S/4 x S/4 (7x7) -> S/2 -> S, with the table's last
+three widths, depths and head settings::
+
+    z (100) -> linear -> 1 point x 100
+    S1  7:64:1:1:2    7x7   lattice, 1 block, 2x2 centers
+    S2  2:32:2:1:2    14x14 lattice, 2 blocks
+    S3  2:16:3:2:2    28x28 lattice, 3 blocks, 2x2 regions x 2x2 centers
+
+With Table 1's rates the last increaser turns each of 4x4 points into a 7x7 patch with 49
+independent weight slices; every output pixel's neighbours come from other slices, and the
+samples stay speckled patches (docs/coc.md, ablations). With rate 2 a
+new point's neighbours share its parents, and the samples are shapes.
 
 Discriminator, 28x28 (points of C + 2 values)::
 
@@ -44,11 +58,12 @@ table's values for every block but G's first, which lists 16 and 4) -- options `
 defaults to ``mlp_r = 4``); ``layer_scale`` is the blocks' layer-scale init (1e-5 as in the original). The
 whole stage list is the option ``stages``.
 
-Options that switch deviations from the official Context Clusters code (all default to
-gzoo's original choice until the ablations measure them; see docs/coc.md): ``init`` (the
-blocks' MLP initialisation, both networks), D ``reducer`` and G ``increaser`` (``"cell"``:
-non-overlapping cells, ``"overlap"``: overlapping neighbourhoods; one value for every stage,
-or a comma list with one value per stage).
+Options that switch deviations from the official Context Clusters code (docs/coc.md): ``init``
+(the blocks' MLP initialisation, both networks; default the official one), D ``reducer``
+(default the official layout: a cell reduction of the image, overlapping 3x3 neighbourhoods
+between stages) and G ``increaser`` (default ``"overlap"``: each new point reads the 3x3
+parents around its own); ``cell`` restores the non-overlapping forms. The preset
+``cocgan-paper-table1`` trains Table 1 as we read it (``stages=table1``, ``cell``, ``torch``).
 
 Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
 of z is replaced by a linear map of the one-hot label; D receives the label through a linear
@@ -94,17 +109,24 @@ def parse_stages(text: str) -> list[StageSpec]:
     return stages
 
 
-def default_generator_stages(size: int) -> str:
+def default_generator_stages(size: int, table1: bool = False) -> str:
+    """gzoo's default G stages for an ``size x size`` image, or (``table1``) our literal reading
+    of the paper's Table 1."""
     if size % 4:
         raise ShapeError(f"cocgan's default stages need an image size divisible by 4, got {size}; pass stages=...")
-    return f"1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,{size // 4}:16:3:2:2"
+    if table1:
+        return f"1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,{size // 4}:16:3:2:2"
+    return f"{size // 4}:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
 
 
 D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
 
 
 def parse_modes(text: str, n: int, option: str, owner: str) -> list[str]:
-    """``"cell"``, ``"overlap"`` or a comma list of them, one per stage -> ``n`` modes."""
+    """``"cell"``, ``"overlap"`` or a comma list of them, one per stage -> ``n`` modes; ``""`` is
+    the official Context Clusters layout: a non-overlapping cell first, overlapping after."""
+    if not str(text).strip():
+        return ["cell"] + ["overlap"] * (n - 1)
     modes = [m.strip() for m in str(text).split(",")]
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -133,25 +155,29 @@ class CoCGenerator(Generator):
             by a linear map of the one-hot label
         stages: "r:dim:depth[:regions[:centers]],...", r the increase rate a side (the rates
             multiply to the image side S), dim the point width, regions and centers a side
-            (default 1, 2); "" = "1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,S/4:16:3:2:2"
+            (default 1, 2); "" = gzoo's default "S/4:64:1:1:2,2:32:2:1:2,2:16:3:2:2" (1 point ->
+            S/4 -> S/2 -> S a side); "table1" = our literal reading of the paper's Table 1,
+            "1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,S/4:16:3:2:2"
         heads: clustering heads of every Context Cluster block
         head_dim: width of each head's similarity and value spaces
         mlp_r: hidden-width ratio of every block's point-wise MLP
         layer_scale: initial layer-scale of both residual branches of every block
-        init: initialisation of every block's MLP: "torch" (PyTorch's default) or "official" (the
-            official Context Clusters code's truncated normal, std 0.02, zero biases)
-        increaser: Point Increasers: "cell" (each r x r cell of new points a linear function of
-            one point) or "overlap" (of the 3x3 neighbourhood of points around it, so cells
-            share inputs); one value for every stage or a comma list, one per stage
+        init: initialisation of every block's MLP: "official" (the official Context Clusters
+            code's truncated normal, std 0.02, zero biases) or "torch" (PyTorch's default)
+        increaser: Point Increasers: "overlap" (each new point a linear function of the 3x3
+            neighbourhood of points around its parent, so cells share inputs) or "cell" (each
+            r x r cell a linear function of one point); one value for every stage or a comma
+            list, one per stage
     """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
                  stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 init: str = "torch", increaser: str = "cell"):
+                 init: str = "official", increaser: str = "overlap"):
         super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
         c, size = self.require_image("cocgan")
         self.init = check_init(init)
-        self.specs = parse_stages(stages or default_generator_stages(size))
+        self.specs = parse_stages(default_generator_stages(size, table1=stages == "table1")
+                                  if stages in ("", "table1") else stages)
         self.increaser_modes = parse_modes(increaser, len(self.specs), "increaser", "cocgan")
         side = 1
         for s in self.specs:
@@ -166,8 +192,8 @@ class CoCGenerator(Generator):
         self.stem = nn.Linear(latent_dim, self.specs[0].dim if self.specs[0].r == 1 else latent_dim)
         dim = self.stem.out_features
         self.increasers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
-        for s, mode in zip(self.specs, self.increaser_modes, strict=True):
-            self.increasers.append(PointIncreaser(dim, s.dim, s.r, mode=mode))
+        for i, (s, mode) in enumerate(zip(self.specs, self.increaser_modes, strict=True)):
+            self.increasers.append(PointIncreaser(dim, s.dim, s.r, mode=mode, single=i == 0))  # stage 1 reads 1 point
             self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
@@ -198,17 +224,23 @@ class CoCDiscriminator(Discriminator):
         layer_scale: initial layer-scale of both residual branches of every block
         cond_head: conditional head (with num_classes > 0): "projection" (<embed(y), features>
             added to the logit) or "multihead" (one logit per class, the label picks it)
-        init: initialisation of every block's MLP and of the head's linear layer: "torch"
-            (PyTorch's default) or "official" (the official Context Clusters code's truncated
-            normal, std 0.02, zero biases)
+        init: initialisation of every block's MLP and of the head's linear layer: "official"
+            (the official Context Clusters code's truncated normal, std 0.02, zero biases) or
+            "torch" (PyTorch's default)
         reducer: Point Reducers: "cell" (each anchor reads its r x r cell) or "overlap" (the
             official code's overlapping neighbourhoods: 3x3 around every r-th point for r <= 2,
-            zero padding); one value for every stage or a comma list, one per stage
+            zero padding); one value for every stage or a comma list, one per stage; "" = the
+            official layout: "cell" for the first stage, "overlap" for the others
     """
+
+    #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
+    #: to the clip bound, so the residual branches never outgrow it and the critic stays the
+    #: near-linear function of its reducers (samples: one noise texture); clip weights only.
+    clip_params = "weights"
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 cond_head: str = "projection", init: str = "torch", reducer: str = "cell"):
+                 cond_head: str = "projection", init: str = "official", reducer: str = ""):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("coc discriminator")
         self.init = check_init(init)

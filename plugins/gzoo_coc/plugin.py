@@ -29,3 +29,8 @@ def gzoo_register_presets(register: Any) -> None:
     register("cocgan-paper", {**paper, "loss": "minimax", "optimizer": "adam"})
     # §4.2: the WGAN version: RMSprop with the same lr and batch, weight clipping, no sigmoid in D.
     register("cocgan-paper-wgan", {**paper, "loss": "wgan", "optimizer": "rmsprop", "reg": ["clip"]})
+    # Table 1 as we read it (docs/coc.md): its stage list, non-overlapping cell increaser and
+    # reducer, PyTorch's initialisation; gzoo's defaults differ where the ablations showed it.
+    table1 = {"gen_opt": {"stages": "table1", "increaser": "cell", "init": "torch"},
+              "disc_opt": {"reducer": "cell", "init": "torch"}}
+    register("cocgan-paper-table1", {**paper, "loss": "minimax", "optimizer": "adam", **table1})

@@ -15,11 +15,14 @@ Reducers and increasers come in two kinds (``mode=``): ``"cell"`` reads or write
 non-overlapping ``r x r`` cell of a point (a stride-``r`` convolution / transposed
 convolution with kernel ``r``, written as a reshape and a linear layer), ``"overlap"``
 reads overlapping neighbourhoods (the official code's 3x3 stride-2 reducer between stages,
-and its transpose-style counterpart for the increaser), gathered with ``F.unfold`` and fused
+and its transpose-style counterpart for the increaser), gathered as windows of the zero-padded
+lattice (one overlapping ``as_strided`` view, then one copy: :func:`neighbourhoods`) and fused
 by a linear layer. Neither uses a convolution module or operator.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -73,8 +76,11 @@ def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int) -> Tensor:
     ``((dy*k + dx)*D, ..., (dy*k + dx + 1)*D)``), like the cells of the ``"cell"`` reducer.
     """
     b, _, d = p.shape
-    cols = F.unfold(points_to_image(p, h, w), k, padding=k // 2, stride=stride)  # (B, D*k*k, L)
-    return cols.view(b, d, k * k, -1).permute(0, 3, 2, 1).reshape(b, -1, k * k * d)  # (B, L, k*k*D)
+    x = F.pad(p.reshape(b, h, w, d), (0, 0, k // 2, k // 2, k // 2, k // 2))  # (B, h+k-1, w+k-1, D): zeros outside
+    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1  # anchors a side
+    sb, sh, sw, sd = x.stride()  # the windows as one overlapping view of the padded lattice, then one copy
+    x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))  # (B, Lh, Lw, dy, dx, D)
+    return x.reshape(b, lh * lw, k * k * d)  # (B, L, k*k*D)
 
 
 class PointReducer(nn.Module):
@@ -127,29 +133,44 @@ class PointIncreaser(nn.Module):
     * ``mode="overlap"``: the parent's ``3 x 3`` neighbourhood of points, concatenated
       (``9*D_in`` channels, zeros outside the lattice), so neighbouring cells share inputs
       and their seams are learnt: a transposed convolution with kernel ``3r``, stride ``r``
-      and padding ``r``, written as a gather (``F.unfold``) and a linear layer.
+      and padding ``r``, written as a gather (:func:`neighbourhoods`) and a linear layer.
 
     Each new point also gets its new coordinates ``[i/w - 0.5, j/h - 0.5]``, concatenated and
     fused by a linear layer (``coords=True``: ``+ W_pos [x, y]``), as the image's points carry
     theirs. ``W_pos`` starts at zero: a random coordinate term would swamp the latent signal at
     initialisation (every sample the same pattern).
+
+    ``single=True`` declares that the input is always one point (a 1x1 lattice, e.g. the
+    generator's stem): its 3x3 neighbourhood is then the point and eight zeros, so in
+    ``"overlap"`` mode only the centre slice of the linear layer ever acts, and only that slice
+    is stored (``D_in`` inputs), initialised as the full ``9*D_in``-input layer would be
+    (uniform, bound ``1/sqrt(9*D_in)``): the same function and the same initial distribution.
     """
 
-    def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True, mode: str = "cell"):
+    def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True, mode: str = "cell",
+                 single: bool = False):
         super().__init__()
         self.r, self.dim_out, self.mode = r, dim_out, check_mode(mode, "point increaser")
         self.k = 1 if mode == "cell" else 3  # parents a side that each new point reads
-        self.fc = nn.Linear(dim_in * self.k * self.k, r * r * dim_out)
+        self.single = single
+        stored = 1 if single else self.k  # a lone point's neighbours are zeros: only its own slice acts
+        self.fc = nn.Linear(dim_in * stored * stored, r * r * dim_out)
+        if single and self.k > 1:  # initialise as the slice of the full k*k*D_in-input layer
+            bound = 1.0 / math.sqrt(dim_in * self.k * self.k)
+            nn.init.uniform_(self.fc.weight, -bound, bound)
+            nn.init.uniform_(self.fc.bias, -bound, bound)
         self.pos = nn.Linear(2, dim_out, bias=False) if coords else None
         if self.pos is not None:  # start as a function of the parent point only; positions are learnt
             nn.init.zeros_(self.pos.weight)
 
     def extra_repr(self) -> str:
-        return f"r={self.r}, mode={self.mode}, parents={self.k}x{self.k}"
+        return f"r={self.r}, mode={self.mode}, parents={self.k}x{self.k}" + (", single point" if self.single else "")
 
     def forward(self, p: Tensor, h: int, w: int) -> tuple[Tensor, int, int]:
         r, b, d = self.r, p.shape[0], self.dim_out
-        src = p if self.mode == "cell" else neighbourhoods(p, h, w, self.k, 1)  # (B, h*w, k*k*D_in)
+        if self.single and (h, w) != (1, 1):
+            raise UsageError(f"this point increaser reads one point (single=True), got a {h}x{w} lattice")
+        src = p if self.mode == "cell" or self.single else neighbourhoods(p, h, w, self.k, 1)  # (B, h*w, k*k*D_in)
         x = self.fc(src).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # (B, hr*wr, D_out) cells on the lattice
         if self.pos is not None:

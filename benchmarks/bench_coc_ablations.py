@@ -1,0 +1,239 @@
+"""CoC-GAN ablations: one change at a time against a base configuration, at an equal budget.
+
+Every variant trains ``cocgan + coc`` on Fashion-MNIST for the same number of steps, batch and
+seeds, with each loss asked for, then is measured with ``gzoo.evaluation.evaluate_generator``
+(LeNet-feature FID and the rest) on ``--n-eval`` samples. Each run is its own process with one
+torch thread, ``--jobs`` of them at a time; a finished run's result is kept in
+``benchmarks/results/coc-ablations/`` and not trained again, so the table can grow over several
+sessions and ``--report`` rebuilds it from what is there. The table (mean ± std over seeds) goes
+into docs/coc.md, section ``coc-ablations-<steps>``, with the command.
+
+    python benchmarks/bench_coc_ablations.py --list
+    python benchmarks/bench_coc_ablations.py --variants table1,increaser-overlap --losses nonsaturating \\
+        --seeds 0,1 --steps 1000 --jobs 2
+    python benchmarks/bench_coc_ablations.py --report        # the table from the results kept so far
+
+Losses: ``nonsaturating`` (Adam) and ``wgan`` (weight clipping and RMSprop, CoC-GAN §4.2; the
+clip regularizer's own defaults), both at ``--lr``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "coc-ablations"
+COC_MD = ROOT / "docs" / "coc.md"
+METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "label_agreement"]
+
+#: name -> (what changes, RunConfig fields). "table1" is our literal reading of Table 1 (the
+#: ``cocgan-paper-table1`` preset's models); every other variant changes one thing from it,
+#: except those named "best..." which combine the changes that helped.
+TABLE1 = {"gen_opt": {"increaser": "cell", "init": "torch", "layer_scale": 1e-5,
+                      "stages": "1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,7:16:3:2:2"},
+          "disc_opt": {"reducer": "cell", "init": "torch", "layer_scale": 1e-5}}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
+    "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
+    "increaser-overlap": ("G increaser reads the 3x3 parents (`increaser=overlap`)",
+                          {"gen_opt": {"increaser": "overlap"}}),
+    "reducer-overlap": ("D reducer: official layout (`reducer=cell,overlap,overlap,overlap`)",
+                        {"disc_opt": {"reducer": "cell,overlap,overlap,overlap"}}),
+    "init-official": ("MLP init: truncated normal 0.02 (`init=official`, G and D)",
+                      {"gen_opt": {"init": "official"}, "disc_opt": {"init": "official"}}),
+    "layer-scale-1": ("layer scale init 1 instead of 1e-5 (G and D)",
+                      {"gen_opt": {"layer_scale": 1.0}, "disc_opt": {"layer_scale": 1.0}}),
+    "small-rates": ("G: smaller rates over more stages (1 -> 7x7 -> 14x14 -> 28x28: "
+                    "`stages=7:64:1:1:2,2:32:2:1:2,2:16:3:2:2`)",
+                    {"gen_opt": {"stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"}}),
+    "lr-d-4e-4": ("D learning rate 4e-4 (G 2e-4)", {"lr_d": 4e-4}),
+    "d-small": ("D capacity halved (`head_dim=16`, `mlp_r=4`)", {"disc_opt": {"head_dim": 16, "mlp_r": 4}}),
+    "overlap-official": ("increaser-overlap + reducer-overlap + init-official",
+                         {"gen_opt": {"increaser": "overlap", "init": "official"},
+                          "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}}),
+    "default": ("gzoo's defaults: small-rates + increaser-overlap + reducer-overlap + init-official",
+                {"gen_opt": {"increaser": "overlap", "init": "official",
+                             "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
+                 "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}}),
+    "default-clip-all": ("wgan only: the defaults with every D parameter clipped, gains and layer scales too "
+                         "(`--reg-opt params=all`, the WGAN paper's code; the default clips coc's weight matrices only)",
+                         {"gen_opt": {"increaser": "overlap", "init": "official",
+                                      "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
+                          "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"},
+                          "reg_opt": {"clip": {"params": "all"}}}),
+    "default-labels": ("the defaults, conditional on the dataset's labels (`--cond labels`, GAN-INT-CLS)",
+                       {"gen_opt": {"increaser": "overlap", "init": "official",
+                                    "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
+                        "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}, "cond": "labels"}),
+    "dcgan-labels": ("DCGAN conditional on the labels (`--cond labels`)",
+                     {"gen": "dcgan", "disc": "dcgan", "cond": "labels"}),
+}
+LOSSES = {"nonsaturating": ("nonsaturating", [], "adam"), "wgan": ("wgan", ["clip"], "rmsprop")}
+
+
+def settings(variant: str) -> dict[str, Any]:
+    """RunConfig fields of a variant: Table 1's models with the variant's changes."""
+    change = VARIANTS[variant][1]
+    if "gen" in change:  # another model: its own defaults
+        return {"gen_opt": {}, "disc_opt": {}, **change}
+    out = {"gen": "cocgan", "disc": "coc", "gen_opt": dict(TABLE1["gen_opt"]), "disc_opt": dict(TABLE1["disc_opt"])}
+    for key, value in change.items():
+        if isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def result_path(variant: str, loss: str, seed: int, steps: int, batch: int) -> Path:
+    return RESULTS / f"{variant}__{loss}__b{batch}__{steps}__s{seed}.json"
+
+
+def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: int, lr: float,
+            workdir: Path) -> dict[str, Any]:
+    import torch
+    from harness import Combo
+    from harness import run_one as train_and_measure
+
+    torch.set_num_threads(1)
+    name, regs, optimizer = LOSSES[loss]
+    s = settings(variant)
+    combo = Combo(s.pop("gen"), s.pop("disc"), name, regs, optimizer, gen_opt=s.pop("gen_opt"),
+                  disc_opt=s.pop("disc_opt"), cond=s.pop("cond", None))
+    row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, workdir / f"{variant}-{loss}", lr=lr,
+                            **s)
+    row.update(variant=variant, loss=loss, lr=lr)
+    return row
+
+
+def launch(jobs: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
+    """Run the missing jobs, ``args.jobs`` processes at a time."""
+    pending = [j for j in jobs if not result_path(*j, args.steps, args.batch_size).exists()]
+    print(f"{len(jobs)} runs, {len(jobs) - len(pending)} already done, {len(pending)} to train", flush=True)
+    running: list[tuple[subprocess.Popen, tuple[str, str, int]]] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            job = pending.pop(0)
+            cmd = [sys.executable, __file__, "--one", f"{job[0]}:{job[1]}:{job[2]}", "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--n-eval", str(args.n_eval), "--lr", str(args.lr),
+                   "--workdir", args.workdir]
+            print(f"[{time.strftime('%H:%M:%S')}] start {job}", flush=True)
+            running.append((subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), job))
+        time.sleep(5)
+        for proc, job in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, job))
+                print(f"[{time.strftime('%H:%M:%S')}] {'done' if proc.returncode == 0 else 'FAILED'} {job}", flush=True)
+
+
+def report(args: argparse.Namespace) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"*__b{args.batch_size}__{args.steps}__*.json"))]
+    if not rows:
+        sys.exit(f"no results for {args.steps} steps at batch {args.batch_size} in {RESULTS}")
+    order = list(VARIANTS)
+    rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
+    def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN
+        return "dcgan-labels" if variant.endswith("-labels") else "dcgan"
+
+    base = {(b, loss): [r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss]
+            for b in ("dcgan", "dcgan-labels") for loss in LOSSES}
+    table, pictures = [], []
+    for loss in LOSSES:
+        for variant in order:
+            rs = [r for r in rows if r["variant"] == variant and r["loss"] == loss]
+            if not rs:
+                continue
+            fid = [r["fid_lenet"] for r in rs]
+            ref = base[baseline(variant), loss]
+            rel = f"{(sum(fid) / len(fid)) / (sum(ref) / len(ref)):.2f}" if ref else "-"
+            table.append([variant, loss, ",".join(str(r["seed"]) for r in rs),
+                          *[mean_std([r[m] for r in rs if m in r]) for m in METRICS], rel,
+                          f"{sum(r['img_per_s'] for r in rs) / len(rs):.0f}"])
+            first = rs[0]
+            if Path(first["grid"]).exists():
+                pictures.append(publish_picture(first["grid"], f"coc-ablation-{variant}-{loss}.png",
+                                                f"{variant}, {loss}, seed {first['seed']}"))
+    headers = ["variant", "loss", "seeds", *METRICS, "fid / DCGAN's", "img/s"]
+    legend = "\n".join(f"- `{k}`: {v[0]}" for k, v in VARIANTS.items() if any(r["variant"] == k for r in rows))
+    md = markdown_table(headers, table)
+    print(md)
+    write_section(f"coc-ablations-{args.steps}", (
+        f"### Ablations ({args.steps} steps, batch {args.batch_size}, Fashion-MNIST 28x28)\n\n"
+        f"`cocgan + coc`, {args.steps} steps of one D and one G update at batch {args.batch_size}, lr {args.lr:g}; "
+        "`nonsaturating` with Adam (0.5, 0.999), `wgan` with weight clipping (0.01; `coc`'s weight matrices, see "
+        "`default-clip-all`) and RMSprop. Metrics: "
+        "`evaluate_generator` on "
+        f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
+        "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID of `dcgan` (of `dcgan-labels` for "
+        "conditional rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
+        "(compare within this table only).\n\n"
+        f"{legend}\n\n{md}\n\nSample grids (first seed), in table order: {' '.join(pictures)}\n\n"
+        f"Runs (each kept in `benchmarks/results/coc-ablations/`, trained again only when missing): "
+        + "; ".join(f"`{c}`" for c in reproduce(rows, args)) + f"\n\nTable: `{command_line()}`"), path=COC_MD)
+
+
+def reproduce(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """The commands that train ``rows``: one per (loss, seeds) group of variants."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        seeds = ",".join(str(x["seed"]) for x in rows if x["variant"] == r["variant"] and x["loss"] == r["loss"])
+        key = (r["loss"], seeds)
+        if r["variant"] not in groups.setdefault(key, []):
+            groups[key].append(r["variant"])
+    return [f"python benchmarks/bench_coc_ablations.py --variants {','.join(v)} --losses {loss} --seeds {seeds} "
+            f"--steps {args.steps} --batch-size {args.batch_size} --lr {args.lr:g} --n-eval {rows[0].get('n_eval', 10000)}"
+            for (loss, seeds), v in groups.items()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="all", help="comma list of variant names, or 'all' (see --list)")
+    ap.add_argument("--losses", default="nonsaturating,wgan")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--n-eval", type=int, default=10000)
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each)")
+    ap.add_argument("--workdir", default="runs/coc-ablations")
+    ap.add_argument("--list", action="store_true", help="print the variants and exit")
+    ap.add_argument("--report", action="store_true", help="only rebuild the table from kept results")
+    ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # VARIANT:LOSS:SEED, run in a child process
+    args = ap.parse_args()
+    if args.list:
+        for k, (what, _) in VARIANTS.items():
+            print(f"{k:20s} {what}")
+        return
+    if args.one:
+        variant, loss, seed = args.one.split(":")
+        row = run_one(variant, loss, int(seed), args.steps, args.batch_size, args.n_eval, args.lr, Path(args.workdir))
+        row["n_eval"] = args.n_eval
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        result_path(variant, loss, int(seed), args.steps, args.batch_size).write_text(json.dumps(row, indent=1))
+        print({k: row[k] for k in ("variant", "loss", "seed", "fid_lenet", "class_coverage", "img_per_s")}, flush=True)
+        return
+    if not args.report:
+        variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            sys.exit(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+        losses = args.losses.split(",")
+        jobs = [(v, loss, int(s)) for loss in losses for v in variants for s in args.seeds.split(",")]
+        launch(jobs, args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
