@@ -138,14 +138,15 @@ class ImageMetrics(MetricFamily):
                     fr, ff, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
             if set(PRDC) & set(metrics):
                 out.update({k: v for k, v in prdc(fr, ff).items() if k in metrics})
-        if {"is_lenet", "class_coverage", "class_rkl"} & set(metrics):
-            probs = clf.probs(samples)  # (n, K)
+        class_metrics = {"is_lenet", "class_coverage", "class_rkl"} & set(metrics)
+        probs = clf.probs(samples) if class_metrics or labels is not None else None  # (n, K), computed once
+        if class_metrics:
             if "is_lenet" in metrics:
                 out["is_lenet"] = inception_score(probs)
             hist = class_histogram_metrics(probs, data.labels(), data.num_classes)
             out.update({k: v for k, v in hist.items() if k in metrics})
         if labels is not None:  # a conditional G: does the classifier see the class it was asked for?
-            out["label_agreement"] = float((clf.probs(samples).argmax(1) == labels.cpu()).float().mean())
+            out["label_agreement"] = float((probs.argmax(1) == labels.cpu()).float().mean())
         out.update(self.more(samples, data, clf, metrics))
         if set(INCEPTION_METRICS) & set(metrics):
             from ..metrics.inception import inception_fid_kid
