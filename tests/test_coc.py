@@ -304,6 +304,15 @@ def test_single_point_increaser_stores_only_the_slice_that_acts():
         single(torch.randn(2, 4, 5), 2, 2)
     G = gzoo.create("generator", "cocgan", image_shape=(1, 28, 28))
     assert G.increasers[0].single and not any(inc.single for inc in G.increasers[1:])
+    torch.manual_seed(5)  # for the same seed, the stored slice is the full layer's own initial centre slice
+    full = PointIncreaser(5, 3, 4, mode="overlap")
+    torch.manual_seed(5)
+    single = PointIncreaser(5, 3, 4, mode="overlap", single=True)
+    assert torch.equal(single.fc.weight, full.fc.weight[:, 4 * 5:5 * 5]) and torch.equal(single.fc.bias, full.fc.bias)
+    after_single = torch.randn(3)
+    torch.manual_seed(5)
+    PointIncreaser(5, 3, 4, mode="overlap")
+    assert torch.equal(torch.randn(3), after_single)  # the same random draws: later layers initialise as before
 
 
 def test_overlap_point_increaser_gradients_reach_every_weight():

@@ -22,8 +22,6 @@ by a linear layer. Neither uses a convolution module or operator.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -143,8 +141,8 @@ class PointIncreaser(nn.Module):
     ``single=True`` declares that the input is always one point (a 1x1 lattice, e.g. the
     generator's stem): its 3x3 neighbourhood is then the point and eight zeros, so in
     ``"overlap"`` mode only the centre slice of the linear layer ever acts, and only that slice
-    is stored (``D_in`` inputs), initialised as the full ``9*D_in``-input layer would be
-    (uniform, bound ``1/sqrt(9*D_in)``): the same function and the same initial distribution.
+    is stored (``D_in`` inputs), cut from the full ``9*D_in``-input layer as PyTorch initialised
+    it: the same function, and for the same seed the same initial weights.
     """
 
     def __init__(self, dim_in: int, dim_out: int, r: int, coords: bool = True, mode: str = "cell",
@@ -153,12 +151,12 @@ class PointIncreaser(nn.Module):
         self.r, self.dim_out, self.mode = r, dim_out, check_mode(mode, "point increaser")
         self.k = 1 if mode == "cell" else 3  # parents a side that each new point reads
         self.single = single
-        stored = 1 if single else self.k  # a lone point's neighbours are zeros: only its own slice acts
-        self.fc = nn.Linear(dim_in * stored * stored, r * r * dim_out)
-        if single and self.k > 1:  # initialise as the slice of the full k*k*D_in-input layer
-            bound = 1.0 / math.sqrt(dim_in * self.k * self.k)
-            nn.init.uniform_(self.fc.weight, -bound, bound)
-            nn.init.uniform_(self.fc.bias, -bound, bound)
+        self.fc = nn.Linear(dim_in * self.k * self.k, r * r * dim_out)
+        if single and self.k > 1:  # a lone point's neighbours are zeros: keep only the centre slice
+            centre = (self.k * self.k // 2) * dim_in  # neighbour (1, 1) of the row-major window
+            full, self.fc = self.fc, nn.Linear(dim_in, r * r * dim_out, device="meta")  # meta: no second init
+            self.fc.weight = nn.Parameter(full.weight.detach()[:, centre:centre + dim_in].clone())
+            self.fc.bias = nn.Parameter(full.bias.detach().clone())
         self.pos = nn.Linear(2, dim_out, bias=False) if coords else None
         if self.pos is not None:  # start as a function of the parent point only; positions are learnt
             nn.init.zeros_(self.pos.weight)
