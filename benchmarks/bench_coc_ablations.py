@@ -34,49 +34,45 @@ from typing import Any  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
 
+from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "coc-ablations"
 COC_MD = ROOT / "docs" / "coc.md"
 METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "label_agreement"]
 
 #: name -> (what changes, RunConfig fields). "table1" is our literal reading of Table 1 (the
-#: ``cocgan-paper-table1`` preset's models); every other variant changes one thing from it,
-#: except those named "best..." which combine the changes that helped.
-TABLE1 = {"gen_opt": {"increaser": "cell", "init": "torch", "layer_scale": 1e-5,
-                      "stages": "1:128:1:1:1,2:64:2:1:2,2:32:2:1:2,7:16:3:2:2"},
-          "disc_opt": {"reducer": "cell", "init": "torch", "layer_scale": 1e-5}}
+#: ``cocgan-paper-table1`` preset's models); the single-change variants change one thing from
+#: it; "default..." are gzoo's defaults (spelled out, so the runs do not move with them).
+TABLE1 = {"gen_opt": {**TABLE1_OPTIONS["gen_opt"], "layer_scale": 1e-5},
+          "disc_opt": {**TABLE1_OPTIONS["disc_opt"], "layer_scale": 1e-5}}
+SMALL_RATES = "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
+OFFICIAL_REDUCER = "cell,overlap,overlap,overlap"
+DEFAULTS = {"gen_opt": {"increaser": "overlap", "init": "official", "stages": SMALL_RATES},
+            "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
     "increaser-overlap": ("G increaser reads the 3x3 parents (`increaser=overlap`)",
                           {"gen_opt": {"increaser": "overlap"}}),
-    "reducer-overlap": ("D reducer: official layout (`reducer=cell,overlap,overlap,overlap`)",
-                        {"disc_opt": {"reducer": "cell,overlap,overlap,overlap"}}),
+    "reducer-overlap": (f"D reducer: official layout (`reducer={OFFICIAL_REDUCER}`)",
+                        {"disc_opt": {"reducer": OFFICIAL_REDUCER}}),
     "init-official": ("MLP init: truncated normal 0.02 (`init=official`, G and D)",
                       {"gen_opt": {"init": "official"}, "disc_opt": {"init": "official"}}),
     "layer-scale-1": ("layer scale init 1 instead of 1e-5 (G and D)",
                       {"gen_opt": {"layer_scale": 1.0}, "disc_opt": {"layer_scale": 1.0}}),
-    "small-rates": ("G: smaller rates over more stages (1 -> 7x7 -> 14x14 -> 28x28: "
-                    "`stages=7:64:1:1:2,2:32:2:1:2,2:16:3:2:2`)",
-                    {"gen_opt": {"stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"}}),
+    "small-rates": (f"G: smaller rates over more stages (1 -> 7x7 -> 14x14 -> 28x28: `stages={SMALL_RATES}`)",
+                    {"gen_opt": {"stages": SMALL_RATES}}),
     "lr-d-4e-4": ("D learning rate 4e-4 (G 2e-4)", {"lr_d": 4e-4}),
     "d-small": ("D capacity halved (`head_dim=16`, `mlp_r=4`)", {"disc_opt": {"head_dim": 16, "mlp_r": 4}}),
     "overlap-official": ("increaser-overlap + reducer-overlap + init-official",
                          {"gen_opt": {"increaser": "overlap", "init": "official"},
-                          "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}}),
-    "default": ("gzoo's defaults: small-rates + increaser-overlap + reducer-overlap + init-official",
-                {"gen_opt": {"increaser": "overlap", "init": "official",
-                             "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
-                 "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}}),
+                          "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}),
+    "default": ("gzoo's defaults: small-rates + increaser-overlap + reducer-overlap + init-official", DEFAULTS),
     "default-clip-all": ("wgan only: the defaults with every D parameter clipped, gains and layer scales too "
                          "(`--reg-opt params=all`, the WGAN paper's code; the default clips coc's weight matrices only)",
-                         {"gen_opt": {"increaser": "overlap", "init": "official",
-                                      "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
-                          "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"},
-                          "reg_opt": {"clip": {"params": "all"}}}),
+                         {**DEFAULTS, "reg_opt": {"clip": {"params": "all"}}}),
     "default-labels": ("the defaults, conditional on the dataset's labels (`--cond labels`, GAN-INT-CLS)",
-                       {"gen_opt": {"increaser": "overlap", "init": "official",
-                                    "stages": "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"},
-                        "disc_opt": {"reducer": "cell,overlap,overlap,overlap", "init": "official"}, "cond": "labels"}),
+                       {**DEFAULTS, "cond": "labels"}),
     "dcgan-labels": ("DCGAN conditional on the labels (`--cond labels`)",
                      {"gen": "dcgan", "disc": "dcgan", "cond": "labels"}),
 }
@@ -144,6 +140,7 @@ def report(args: argparse.Namespace) -> None:
         sys.exit(f"no results for {args.steps} steps at batch {args.batch_size} in {RESULTS}")
     order = list(VARIANTS)
     rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
+
     def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN
         return "dcgan-labels" if variant.endswith("-labels") else "dcgan"
 

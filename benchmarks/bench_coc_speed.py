@@ -40,11 +40,10 @@ from _report import command_line, markdown_table, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
+from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
 
-TABLE1 = {"gen_opt": {"stages": "table1", "increaser": "cell", "init": "torch"},
-          "disc_opt": {"reducer": "cell", "init": "torch"}}  # the cocgan-paper-table1 preset's models
 MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}), "CoC-GAN (cocgan + coc)": ("cocgan", "coc", {}),
-          "CoC-GAN, Table 1's models": ("cocgan", "coc", TABLE1)}
+          "CoC-GAN, Table 1's models": ("cocgan", "coc", TABLE1_OPTIONS)}
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
 
 

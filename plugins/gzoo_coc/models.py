@@ -121,6 +121,11 @@ def default_generator_stages(size: int, table1: bool = False) -> str:
 
 D_DEFAULT_STAGES = "2:16:1:2:2,2:32:2:1:2,1:64:2:1:2,1:128:2:1:2"
 
+#: Table 1 as we read it, as model options (the ``cocgan-paper-table1`` preset's models): its
+#: stage list, non-overlapping cell increaser and reducer, PyTorch's initialisation.
+TABLE1_OPTIONS = {"gen_opt": {"stages": "table1", "increaser": "cell", "init": "torch"},
+                  "disc_opt": {"reducer": "cell", "init": "torch"}}
+
 
 def parse_modes(text: str, n: int, option: str, owner: str) -> list[str]:
     """``"cell"``, ``"overlap"`` or a comma list of them, one per stage -> ``n`` modes; ``""`` is
