@@ -268,7 +268,8 @@ class PluginManager:
 def _bad_arguments(pm: pluggy.PluginManager, plugin: Any, valid: list[str]) -> str:
     """A one-line reason for pluggy's validation error: a hook asking for unknown arguments."""
     for attr in valid:
-        if pm.parse_hookimpl_opts(plugin, attr) is None:
+        # pluggy >= 1.6 reads the attribute without a default: ask only for what the plugin has
+        if not hasattr(plugin, attr) or pm.parse_hookimpl_opts(plugin, attr) is None:
             continue
         try:
             asked = list(inspect.signature(getattr(plugin, attr)).parameters)
