@@ -27,13 +27,18 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
+def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, Any]:
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value
+        key = key.strip()
+        if key == "insert" and key in out:  # --gen-opt insert=A@8 --gen-opt insert=B@16: both blocks
+            prev = out[key]
+            out[key] = [*(prev if isinstance(prev, list) else [prev]), value]
+        else:
+            out[key] = value
     return out
 
 

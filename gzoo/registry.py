@@ -597,14 +597,41 @@ class Registry:
                                  "(a gzoo.interfaces.ConditionalHead); set it or implement forward(x, y=None)")
 
     def _insert_blocks(self, model: Any, insert: str | list[str], *, owner: str) -> None:
-        """Handle ``insert=NAME@RES[,NAME@RES...]`` for models that declare stages."""
-        items = insert if isinstance(insert, list | tuple) else str(insert).split(",")
+        """Handle ``insert=BLOCK@RES[:KEY=VALUE[:KEY=VALUE...]]`` for models that declare stages.
+
+        ``insert`` is one such item, several joined by commas, or a list of them (a config
+        file's YAML list; ``--gen-opt insert=...`` given several times). Blocks are built with
+        ``create("block", BLOCK, channels=<the stage's channels>, **options)`` (options checked
+        like any component's) and appended after the stage whose output has ``RES`` pixels a
+        side, in the order given (several blocks at one resolution run one after the other).
+        """
+        items = insert if isinstance(insert, list | tuple) else [insert]
+        items = [part for item in items for part in str(item).split(",") if part.strip()]
+        resolutions = model.stage_resolutions() if hasattr(model, "stage_resolutions") else []
         for item in items:
-            block_name, sep, res = str(item).strip().partition("@")
-            if not sep or not res.isdigit():
-                raise UsageError(f"insert={item!r} for {owner}: expected BLOCK@RESOLUTION, e.g. gca@8")
-            if not hasattr(model, "insert_block"):
-                raise UsageError(f"{owner} declares no stages, so no block can be inserted")
+            head, *opts = str(item).strip().split(":")
+            block_name, sep, res = head.strip().partition("@")
+            res = res.strip()
+            if not sep or not block_name.strip() or not res.isdigit():
+                raise UsageError(f"insert={item!r} for {owner}: expected BLOCK@RESOLUTION[:KEY=VALUE...], "
+                                 "e.g. gca@8 or gca@8:k=4")
+            spec = self.get("block", block_name.strip())  # unknown name: did-you-mean
+            options: dict[str, Any] = {}
+            for opt in opts:
+                key, eq, value = opt.partition("=")
+                if not eq or not key.strip():
+                    raise UsageError(f"insert={item!r} for {owner}: block options are KEY=VALUE after a colon, "
+                                     f"got {opt!r} (e.g. {spec.name}@{res}:KEY=VALUE)")
+                options[key.strip()] = value.strip()
+            if not resolutions:
+                raise UsageError(f"{owner} declares no stages, so no block can be inserted "
+                                 "(valid resolutions: none)")
+            if int(res) not in resolutions:
+                raise UsageError(f"insert={item!r}: {owner} has no stage of resolution {res}; "
+                                 f"valid resolutions: {', '.join(map(str, resolutions))}")
             channels = model.stage_channels(int(res))
-            block = self.create("block", block_name, channels=channels)
+            if "channels" in options:
+                raise UsageError(f"insert={item!r} for {owner}: 'channels' comes from the stage "
+                                 f"({channels} at {res}x{res}); do not set it")
+            block = self.create("block", spec.name, channels=channels, **options)
             model.insert_block(block, int(res))
