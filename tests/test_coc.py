@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gzoo
@@ -606,3 +607,33 @@ def test_cluster_block_chunks_are_exact(monkeypatch):
     monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 40)
     for a, b in zip(run(), whole, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_drop_path_is_timms_rising_linearly_and_off_by_default():
+    from timm.layers import DropPath
+
+    torch.manual_seed(0)
+    kw = dict(image_shape=(1, 28, 28), head_dim=4, mlp_r=2)
+    plain = gzoo.create("discriminator", "coc", **kw)
+    assert not any(isinstance(m, DropPath) for m in plain.modules())
+    D = gzoo.create("discriminator", "coc", drop_path=0.3, **kw)
+    paths = [blk.drop_path for blocks in D.stage_blocks for blk in blocks]
+    rates = [getattr(m, "drop_prob", 0.0) for m in paths]
+    n = len(rates)
+    assert n > 1 and isinstance(paths[0], nn.Identity) and all(isinstance(m, DropPath) for m in paths[1:])
+    assert rates == pytest.approx([0.3 * i / (n - 1) for i in range(n)])
+    D.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 1, 28, 28)
+    assert torch.allclose(D.eval()(x), plain.eval()(x), atol=1e-6)  # eval: no dropping
+    # train: the last block's branches are dropped for some samples only (per-sample stochastic depth)
+    blk = D.stage_blocks[-1][-1].train()
+    blk.ls1.data.fill_(1.0)
+    blk.ls2.data.fill_(1.0)
+    p = torch.randn(64, 4, D.specs[-1].dim)
+    side = 2
+    torch.manual_seed(1)
+    out = blk(p, side, side)
+    kept = [not torch.allclose(out[i], p[i]) for i in range(64)]
+    assert 0 < sum(kept) < 64
+    with pytest.raises(UsageError, match=r"drop_path must be in \[0, 1\)"):
+        gzoo.create("block", "context-cluster", channels=8, drop_path=1.5)

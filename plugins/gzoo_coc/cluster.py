@@ -281,17 +281,33 @@ def official_init_(linear: nn.Linear) -> None:
         nn.init.zeros_(linear.bias)
 
 
+def make_drop_path(rate: float) -> nn.Module:
+    """timm's ``DropPath`` (stochastic depth per sample) for ``0 < rate < 1``; the identity for 0."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise UsageError(f"drop_path must be in [0, 1), got {rate}")
+    if rate == 0.0:
+        return nn.Identity()
+    from timm.layers import DropPath  # imported here: timm is slow to import and rarely needed
+
+    return DropPath(rate)
+
+
 class ClusterBlock(nn.Module):
     """Context Cluster block: norm, token mixer, residual with layer scale; norm, MLP, residual.
 
     ``init="official"`` re-initialises the MLP's two linear layers as the official ``Mlp`` does
-    (:func:`official_init_`); ``"torch"`` keeps PyTorch's defaults.
+    (:func:`official_init_`); ``"torch"`` keeps PyTorch's defaults. ``drop_path`` is the
+    stochastic-depth rate of both residual branches (timm's ``DropPath``, as in the official
+    block; 0 = off, the default: an identity, so outputs are unchanged).
     """
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused", init: str = "torch"):
+                 mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused", init: str = "torch",
+                 drop_path: float = 0.0):
         super().__init__()
         check_init(init)
+        self.drop_path = make_drop_path(drop_path)
         self.norm1 = PointGroupNorm(dim)
         self.mixer = ContextCluster(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers, impl=impl)
         self.norm2 = PointGroupNorm(dim)
@@ -303,8 +319,8 @@ class ClusterBlock(nn.Module):
         self.ls2 = nn.Parameter(torch.full((dim,), layer_scale))
 
     def forward(self, p: Tensor, h: int, w: int) -> Tensor:
-        p = p + self.ls1 * self.mixer(self.norm1(p), h, w)  # (B, N, D)
-        return p + self.ls2 * rowwise(self.mlp, self.norm2(p), self.mlp[0].out_features)
+        p = p + self.drop_path(self.ls1 * self.mixer(self.norm1(p), h, w))  # (B, N, D)
+        return p + self.drop_path(self.ls2 * rowwise(self.mlp, self.norm2(p), self.mlp[0].out_features))
 
 
 class ContextClusterBlock(Block):
@@ -320,15 +336,16 @@ class ContextClusterBlock(Block):
         layer_scale: initial layer-scale of both residual branches
         init: initialisation of the MLP: "torch" (PyTorch's default) or "official" (the official
             Context Clusters code's truncated normal, std 0.02, zero biases)
+        drop_path: stochastic-depth rate of both residual branches (timm's DropPath; 0 = off)
     """
 
     def __init__(self, *, channels: int, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
-                 mlp_r: int = 4, layer_scale: float = 1e-5, init: str = "torch"):
+                 mlp_r: int = 4, layer_scale: float = 1e-5, init: str = "torch", drop_path: float = 0.0):
         super().__init__()
         self.channels = channels
         self.coords = nn.Linear(channels + 2, channels)  # fold the coordinates into the features
         self.block = ClusterBlock(channels, heads=heads, head_dim=head_dim, regions=regions, centers=centers,
-                                  mlp_r=mlp_r, layer_scale=layer_scale, init=init)
+                                  mlp_r=mlp_r, layer_scale=layer_scale, init=init, drop_path=drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         _, _, h, w = x.shape

@@ -144,11 +144,13 @@ def parse_modes(text: str, n: int, option: str, owner: str) -> list[str]:
     return modes
 
 
-def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float, init: str) -> nn.ModuleList:
+def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float, init: str,
+            drop_paths: list[float] | None = None) -> nn.ModuleList:
+    rates = drop_paths or [0.0] * spec.depth
     return nn.ModuleList(
         ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r,
-                     layer_scale=layer_scale, init=init)
-        for _ in range(spec.depth)
+                     layer_scale=layer_scale, init=init, drop_path=rate)
+        for rate in rates
     )
 
 
@@ -236,6 +238,9 @@ class CoCDiscriminator(Discriminator):
             official code's overlapping neighbourhoods: 3x3 around every r-th point for r <= 2,
             zero padding); one value for every stage or a comma list, one per stage; "" = the
             official layout: "cell" for the first stage, "overlap" for the others
+        drop_path: stochastic depth (timm's DropPath) of the blocks' residual branches, rising
+            linearly from 0 at the first block to this rate at the last, as in the official
+            code (0 = off, the default)
     """
 
     #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
@@ -245,11 +250,13 @@ class CoCDiscriminator(Discriminator):
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 cond_head: str = "projection", init: str = "official", reducer: str = ""):
+                 cond_head: str = "projection", init: str = "official", reducer: str = "", drop_path: float = 0.0):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("coc discriminator")
         self.init = check_init(init)
         self.specs = parse_stages(stages)
+        total = sum(s.depth for s in self.specs)  # the official "stochastic depth decay rule"
+        rates = [drop_path * i / max(total - 1, 1) for i in range(total)]
         self.reducer_modes = parse_modes(reducer, len(self.specs), "reducer", "coc")
         side, dim = size, c + 2  # points carry colour and coordinates
         self.reducers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
@@ -260,7 +267,8 @@ class CoCDiscriminator(Discriminator):
             if side % s.regions:
                 raise UsageError(f"coc stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
             self.reducers.append(PointReducer(dim, s.dim, s.r, mode=mode))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init, rates[:s.depth]))
+            rates = rates[s.depth:]
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.init_head(dim)
