@@ -1,0 +1,138 @@
+"""Attention heatmaps (GCA paper, Fig. 5): where each query position of an attention block looks.
+
+One row per generated sample: the image, then for every ``gca``/``nonlocal`` block of G and of
+D (D run on that image), stage by stage, and for every query position, the query's row of the
+attention map ``A`` as a heatmap over the image; for ``gca`` blocks also the row of the
+normalised adjacency ``D~^-1/2 (A + I) D~^-1/2`` that the graph convolution uses. Each map is
+scaled to its own maximum (black = 0, yellow = the row's largest weight), enlarged to the
+image by nearest-neighbour and laid over the grey image; the query position is a cyan square.
+Built with torch and torchvision only.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gzoo.errors import UsageError
+
+from .blocks import ATTENTION_BLOCKS, GCABlock
+
+#: query positions as fractions (row, column) of the feature map, in the order they are used
+QUERIES = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))
+#: black -> purple -> orange -> yellow
+_STOPS = torch.tensor([[0.0, 0.0, 0.0], [0.45, 0.05, 0.55], [0.95, 0.45, 0.1], [1.0, 1.0, 0.3]])
+
+
+def attention_blocks(model: Any) -> list[nn.Module]:
+    if not isinstance(model, nn.Module):
+        return []
+    return [m for m in model.modules() if isinstance(m, ATTENTION_BLOCKS)]
+
+
+def colormap(v: Tensor) -> Tensor:
+    """Values in ``[0, 1]`` of shape ``(...)`` -> colours ``(..., 3)``."""
+    t = v.clamp(0, 1) * (len(_STOPS) - 1)
+    lo = t.floor().long().clamp(max=len(_STOPS) - 2)
+    frac = (t - lo).unsqueeze(-1)
+    return _STOPS[lo] * (1 - frac) + _STOPS[lo + 1] * frac
+
+
+@contextmanager
+def recording(*models: Any):
+    blocks = [b for m in models for b in attention_blocks(m)]
+    for b in blocks:
+        b.record, b.last = True, None
+    try:
+        yield blocks
+    finally:
+        for b in blocks:
+            b.record = False
+
+
+def query_index(hw: tuple[int, int], q: tuple[float, float]) -> tuple[int, int]:
+    h, w = hw
+    return min(h - 1, int(q[0] * h)), min(w - 1, int(q[1] * w))
+
+
+def heat_tile(row: Tensor, key_hw: tuple[int, int], img: Tensor, query: tuple[float, float]) -> Tensor:
+    """One map: ``row`` ``(N')`` over the ``key_hw`` grid, over ``img`` ``(3, S, S)``, with the
+    query (fractions of the side) marked. Returns ``(3, S, S)``."""
+    size = img.shape[-1]
+    m = row.float().view(1, 1, *key_hw)
+    m = m / m.max().clamp_min(1e-12)
+    m = F.interpolate(m, size=(size, size), mode="nearest")[0, 0]  # (S, S)
+    grey = img.mean(0, keepdim=True).expand(3, -1, -1)
+    tile = 0.35 * grey + 0.65 * colormap(m).permute(2, 0, 1)
+    r, c = int(query[0] * size), int(query[1] * size)
+    d = max(1, size // 16)
+    tile[:, max(0, r - d):r + d + 1, max(0, c - d):c + d + 1] = torch.tensor([0.0, 1.0, 1.0])[:, None, None]
+    return tile
+
+
+@torch.no_grad()
+def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0) -> tuple[Tensor, int]:
+    """``(tiles, per_row)``: ``n`` rows of ``(3, S, S)`` tiles (image, then the maps)."""
+    if not 1 <= queries <= len(QUERIES):
+        raise UsageError(f"attention: queries must be 1..{len(QUERIES)}, got {queries}")
+    D = D if attention_blocks(D) else None
+    z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed))  # (n, latent_dim)
+    y = torch.arange(n, device=z.device) % G.num_classes if G.num_classes else None
+    if D is not None and getattr(D, "num_classes", 0) and y is None:
+        y = torch.arange(n, device=z.device) % D.num_classes
+    with recording(G, D) as blocks:
+        x = G(z, y)  # (n, C, S, S)
+        if D is not None:
+            D(x, y)
+    img = ((x.float().cpu().clamp(-1, 1) + 1) / 2)
+    img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img[:, :3]
+    rows = []
+    for s in range(n):
+        tiles = [img[s]]
+        for b in blocks:
+            if b.last is None:
+                continue
+            kinds = ("A", "adjacency") if isinstance(b, GCABlock) else ("A",)
+            for q in QUERIES[:queries]:
+                qi, qj = query_index(b.last["hw"], q)
+                qpos = ((qi + 0.5) / b.last["hw"][0], (qj + 0.5) / b.last["hw"][1])
+                idx = qi * b.last["hw"][1] + qj
+                for kind in kinds:
+                    mat = b.last[kind]  # (n, N, N') or (n, N, N)
+                    tiles.append(heat_tile(mat[s, idx].cpu(), b.last["key_hw"], img[s], qpos))
+        rows.append(torch.stack(tiles))
+    return torch.cat(rows), rows[0].shape[0]
+
+
+def attention(*, run: Any, out: Path, n: int = 4, queries: int = 3, seed: int = 0) -> list[Path]:
+    """Heatmaps of the attention rows of every gca/nonlocal block in G and D (GCA paper, Fig. 5).
+
+    Args:
+        n: generated samples, one row each (a conditional G gets labels 0, 1, ...)
+        queries: query positions per block (1-5: centre, then the four quarter points)
+        seed: seed of the samples' latent codes
+    """
+    from torchvision.utils import save_image
+
+    G = run.G_ema if getattr(run, "G_ema", None) is not None else run.G
+    D = getattr(run, "D", None)
+    if not attention_blocks(G) and not attention_blocks(D):
+        raise UsageError("the attention visualizer needs a gca or nonlocal block in G or D "
+                         "(--gen sagan, or --gen-opt insert=gca@8)")
+    modes = [(m, m.training) for m in (G, D) if isinstance(m, nn.Module)]
+    try:
+        for m, _ in modes:
+            m.eval()
+        tiles, per_row = attention_figure(G, D, n=n, queries=queries, seed=seed)
+    finally:
+        for m, was in modes:
+            m.train(was)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(tiles, str(out), nrow=per_row, padding=2, pad_value=1.0)
+    return [out]
