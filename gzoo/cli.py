@@ -537,16 +537,19 @@ def _gib(nbytes: float) -> str:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="GZOO_INCEPTION_WEIGHTS",
               help="Also compute Inception FID/KID with these local weights (never downloaded).")
+@click.option("--feature-model", default="lenet", show_default=True, metavar="lenet|timm:NAME",
+              help="Domain classifier of the image metrics: gzoo's LeNet or any timm architecture "
+                   "(e.g. timm:resnet18), trained on the real data once and cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @threads_option
-def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None, as_json: bool,
-             threads: int | None) -> None:
+def eval_cmd(run_dir: str, n: int, which: str, ema: bool, seed: int, inception_weights: str | None,
+             feature_model: str, as_json: bool, threads: int | None) -> None:
     """Evaluate a run with offline metrics (LeNet-feature FID/KID, precision/recall, modes...)."""
     from .default_plugins.evaluation import evaluate_run, format_table
 
     _set_threads(threads)
     results = evaluate_run(run_dir, n=n, which=which, ema=ema, seed=seed, inception_weights=inception_weights,
-                           progress=not as_json)
+                           progress=not as_json, feature_model=feature_model)
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
     else:

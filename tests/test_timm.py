@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import gzoo
+from gzoo.backbones import patch_size_for, replace_batch_norm
 from gzoo.errors import ShapeError, UsageError
-from gzoo_timm.models import patch_size_for, replace_batch_norm
 
 CURATED = ["resnet18", "efficientnet_b0", "convnext_atto", "mobilenetv3_small_050", "vit_tiny_patch16_224"]
 SHAPES = [(1, 28, 28), (3, 32, 32)]
@@ -50,16 +50,16 @@ def test_curated_models_are_discriminators(model, shape):
 
 def test_small_inputs_use_the_models_own_means():
     vit = gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), model="vit_tiny_patch16_224")
-    assert vit.fitted == "img_size=28, patch_size=4" and vit.input_side == 28
-    assert vit.backbone.patch_embed.grid_size == (7, 7)
+    assert vit.backbone.fitted == "img_size=28, patch_size=4" and vit.backbone.input_side == 28
+    assert vit.backbone.net.patch_embed.grid_size == (7, 7)
     convnext = gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), model="convnext_atto")
-    assert convnext.fitted == "output_stride=8" and convnext.input_side == 28
+    assert convnext.backbone.fitted == "output_stride=8" and convnext.backbone.input_side == 28
     mobilenet = gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), model="mobilenetv3_small_050")
-    assert mobilenet.fitted == "bilinear resize to 64" and mobilenet.input_side == 64  # takes no output_stride
+    assert mobilenet.backbone.fitted == "bilinear resize to 64" and mobilenet.backbone.input_side == 64  # takes no output_stride
     resized = gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), model="resnet18", fit="resize:40")
     x = torch.randn(2, 1, 28, 28)
     up = nn.functional.interpolate(x, size=(40, 40), mode="bilinear", align_corners=False)
-    assert torch.equal(resized.features(x), resized.backbone(up))
+    assert torch.equal(resized.features(x), resized.backbone.net(up))
 
 
 @pytest.mark.parametrize("side,patch", [(28, 4), (32, 4), (64, 8), (224, 16), (112, 16), (30, 2), (5, 1)])
@@ -137,9 +137,9 @@ def test_pretrained_weights_come_only_from_local_files(tmp_path, monkeypatch):
     torch.save(src.state_dict(), tmp_path / "r18.pth")
     D = gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), model="resnet18",
                     checkpoint=str(tmp_path / "r18.pth"), norm="batch")
-    assert torch.equal(D.backbone.layer2[0].conv1.weight, src.layer2[0].conv1.weight)
+    assert torch.equal(D.backbone.net.layer2[0].conv1.weight, src.layer2[0].conv1.weight)
     # timm adapts the RGB stem to one channel by summing over the input channels
-    assert torch.allclose(D.backbone.conv1.weight, src.conv1.weight.sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(D.backbone.net.conv1.weight, src.conv1.weight.sum(1, keepdim=True), atol=1e-5)
     with pytest.raises(UsageError, match="is not a file"):
         gzoo.create("discriminator", "timm", image_shape=(1, 28, 28), checkpoint=str(tmp_path / "missing.pth"))
 
@@ -161,3 +161,53 @@ def test_dcgan_with_timm_discriminator_trains_from_the_cli(cli, tmp_path, cond):
             "--out", out, *cond)
     assert r.exit_code == 0, r.output
     assert (out / "checkpoints" / "last.pt").exists()
+
+
+# -- timm as the evaluation backbone ----------------------------------------------------------
+
+
+def test_timm_feature_model_is_trained_cached_and_used(monkeypatch):
+    from gzoo.default_plugins.evaluation import classifier_for, evaluate_samples
+    from gzoo.metrics import features as feat
+
+    tiny = feat.TrainSettings(max_steps=3, batch_size=16)
+    monkeypatch.setattr(feat, "DEFAULT_SETTINGS", tiny)
+    trained = []
+    real_train = feat.train_classifier
+    monkeypatch.setattr(feat, "train_classifier", lambda *a, **k: trained.append(k) or real_train(*a, **k))
+    clf = classifier_for("digits", 16, feature_model="timm:resnet18", progress=False)
+    assert isinstance(clf.net, feat.TimmNet) and clf.net.body.name == "resnet18"
+    assert clf.meta["feature_model"] == "timm:resnet18"
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    assert clf.features(x).shape == (5, 512)  # resnet18's pooled width
+    assert torch.allclose(clf.features(x), clf.net.body(x), atol=1e-6)
+    # cached apart from LeNet's, and loaded back without retraining
+    names = sorted(p.name for p in feat.cache_dir().glob("*.pt"))
+    assert len(names) == 1 and "-timm-resnet18-" in names[0]
+    again = classifier_for("digits", 16, feature_model="timm:resnet18", progress=False)
+    assert len(trained) == 1 and torch.equal(again.features(x), clf.features(x))
+    lenet = classifier_for("digits", 16, progress=False)
+    assert lenet.features(x).shape == (5, 128) and len(trained) == 2
+    # FID in the timm model's features, computed independently from the cached classifier
+    from gzoo.metrics import fid_from_features
+
+    samples = torch.rand(40, 1, 16, 16) * 2 - 1
+    res = evaluate_samples(samples, "digits", metrics=["fid_lenet"], feature_model="timm:resnet18", progress=False)
+    assert res["feature_model"] == "timm:resnet18"
+    from gzoo.default_plugins.evaluation import dataset_maker
+
+    data = dataset_maker("digits")(resolution=16)
+    g = torch.Generator().manual_seed(0)
+    real, _ = data.get_batch(torch.randperm(len(data), generator=g)[:40])
+    assert res["fid_lenet"] == pytest.approx(fid_from_features(clf.features(real), clf.features(samples)), rel=1e-6)
+
+
+def test_eval_command_feature_model_errors_are_one_line(cli, tmp_path):
+    out = tmp_path / "r"
+    r = cli("run", "--data", "digits", "--gen-opt", "ch=8", "--disc-opt", "ch=8", "--steps", "1", "--batch-size", "8",
+            "--sample-every", "0", "--quiet", "--out", out)
+    assert r.exit_code == 0, r.output
+    for bad, msg in (("timm:resnt18", "did you mean 'resnet18'"), ("inception", "must be 'lenet' or 'timm:NAME'")):
+        r = cli("eval", "--run", out, "--n", "50", "--feature-model", bad)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+    assert not (out / "eval.json").exists()

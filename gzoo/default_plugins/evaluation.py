@@ -98,13 +98,14 @@ class ImageMetrics(MetricFamily):
     def min_samples(self, metrics: list[str], data: Any) -> tuple[int, str]:
         return _real_set_needs(metrics)
 
-    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool) -> Any:
-        return _classifier(data, make_dataset, progress=progress)
+    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool,
+                   feature_model: str = "lenet") -> Any:
+        return _classifier(data, make_dataset, progress=progress, feature_model=feature_model)
 
     def measure(self, samples: Tensor, data: Any, metrics: list[str], *, seed: int,
                 make_dataset: Callable[..., Any] | None, progress: bool, kid_subsets: int = 100,
                 kid_subset_size: int = 1000, inception_weights: str | None = None, labels: Tensor | None = None,
-                **_: Any) -> dict[str, Any]:
+                feature_model: str = "lenet", **_: Any) -> dict[str, Any]:
         from ..metrics import (
             class_histogram_metrics,
             fid_from_features,
@@ -125,9 +126,11 @@ class ImageMetrics(MetricFamily):
         n = len(samples)
         g = torch.Generator().manual_seed(seed)
         real, _ = data.get_batch(torch.randperm(len(data), generator=g)[: min(n, len(data))])  # (n_real, C, H, W)
-        clf = self.classifier(data, make_dataset, progress)
+        clf = self.classifier(data, make_dataset, progress, feature_model)
         out: dict[str, Any] = {"n_real": len(real), "resolution": samples.shape[-1],
                                "classifier_accuracy": clf.accuracy}
+        if feature_model != "lenet":  # the *_lenet metrics are then measured in this model's features
+            out["feature_model"] = feature_model
         extractor = self.extractor(clf)
         if {"fid_lenet", "kid_lenet", *PRDC} & set(metrics):
             fr, ff = extractor.features(real), extractor.features(samples)  # (n_real, d), (n, d)
@@ -174,8 +177,9 @@ class StackedMetrics(ImageMetrics):
             return 1000, modes_why if n < 1000 else f"{why}; {modes_why}"
         return n, why
 
-    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool) -> Any:
-        return _classifier(*_stacked_base(data, make_dataset), progress=progress)
+    def classifier(self, data: Any, make_dataset: Callable[..., Any] | None, progress: bool,
+                   feature_model: str = "lenet") -> Any:
+        return _classifier(*_stacked_base(data, make_dataset), progress=progress, feature_model=feature_model)
 
     def extractor(self, clf: Any) -> Any:
         return _StackedFeatures(clf)
@@ -265,7 +269,7 @@ def _stacked_base(data: Any, make_dataset: Callable[..., Any] | None) -> tuple[A
 
 
 def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress: bool,
-                settings: Any = None) -> Any:
+                settings: Any = None, feature_model: str = "lenet") -> Any:
     """The cached feature classifier of ``train``; its accuracy on the test split when one exists."""
     from ..metrics.features import get_classifier
 
@@ -275,11 +279,12 @@ def _classifier(train: Any, make_dataset: Callable[..., Any] | None, *, progress
             test = make_dataset(split="test", resolution=train.image_shape[-1])
         except UsageError:
             test = None  # e.g. no test files: accuracy is then measured on the training split
-    return get_classifier(train, test, key=train.name, settings=settings, progress=progress)
+    return get_classifier(train, test, key=train.name, settings=settings, progress=progress,
+                          feature_model=feature_model)
 
 
 def classifier_for(dataset: str, resolution: int, *, data_opt: dict[str, Any] | None = None,
-                   settings: Any = None, progress: bool = True) -> Any:
+                   settings: Any = None, progress: bool = True, feature_model: str = "lenet") -> Any:
     """The feature classifier that measures registered dataset ``dataset`` at ``resolution``
     (for ``stacked-<base>``: the base's, applied channel by channel)."""
     make = dataset_maker(dataset, data_opt)
@@ -289,7 +294,7 @@ def classifier_for(dataset: str, resolution: int, *, data_opt: dict[str, Any] | 
     if measured_by(train) != "images":
         why = "holds points, not images" if len(train.image_shape) != 3 else "has no labels"
         raise UsageError(f"dataset {dataset!r} {why}: gzoo's feature classifier cannot measure it")
-    return _classifier(train, make, progress=progress, settings=settings)
+    return _classifier(train, make, progress=progress, settings=settings, feature_model=feature_model)
 
 
 # -- names, directions, sample counts ------------------------------------------------------------
@@ -414,6 +419,7 @@ def evaluate_samples(
     inception_weights: str | None = None,
     progress: bool = True,
     labels: Tensor | None = None,
+    feature_model: str = "lenet",
 ) -> dict[str, Any]:
     """The metrics that fit ``dataset`` (or those named in ``metrics``) for ``samples``.
 
@@ -422,8 +428,12 @@ def evaluate_samples(
     ``(N, d)``. Inception metrics are added when ``inception_weights`` is given or ``metrics``
     names them. ``labels`` (images only) are the dataset classes a conditional generator was
     asked for, one per sample: ``label_agreement`` is then the fraction of samples that the
-    domain classifier puts in their requested class.
+    domain classifier puts in their requested class. ``feature_model`` picks the domain
+    classifier of image metrics: ``lenet`` (default) or ``timm:NAME`` (trained and cached alike).
     """
+    from ..metrics.features import parse_feature_model
+
+    feature_model = parse_feature_model(feature_model)
     if labels is not None and len(labels) != len(samples):
         raise UsageError(f"{len(labels)} labels for {len(samples)} samples")
     samples = samples.detach().float().cpu()
@@ -448,9 +458,12 @@ def evaluate_samples(
     out: dict[str, Any] = {"dataset": name, "n": len(samples)}
     if labels is not None and not isinstance(fam, ImageMetrics):
         raise UsageError(f"label agreement needs image samples; {name!r} is measured by {measured_by(data)!r}")
+    if feature_model != "lenet" and not isinstance(fam, ImageMetrics):
+        raise UsageError(f"--feature-model picks the classifier of image metrics; {name!r} is measured by "
+                         f"{measured_by(data)!r}")
     out.update(fam.measure(samples, data, want, seed=seed, make_dataset=make, progress=progress,
                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                           inception_weights=inception_weights, labels=labels))
+                           inception_weights=inception_weights, labels=labels, feature_model=feature_model))
     return out
 
 
@@ -505,10 +518,14 @@ def evaluate_run(
     seed: int = 0,
     inception_weights: str | None = None,
     progress: bool = True,
+    feature_model: str = "lenet",
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint (EMA weights where present); writes ``eval.json`` into the run."""
+    """Evaluate a run's checkpoint (EMA weights where present); writes ``eval.json`` into the run.
+    ``feature_model``: the domain classifier of image metrics, ``lenet`` or ``timm:NAME``."""
+    from ..metrics.features import parse_feature_model
     from ..run import load_run
 
+    feature_model = parse_feature_model(feature_model)  # fail before loading or generating anything
     if inception_weights:
         from ..metrics.inception import find_weights
 
@@ -520,7 +537,8 @@ def evaluate_run(
     if run.config.cond != "labels" or samples.dim() != 4:
         labels = None  # only the dataset's own classes can be checked by its classifier
     results = evaluate_samples(samples, run.config.data, metrics=metrics, data_opt=run.config.data_opt, seed=seed,
-                               inception_weights=inception_weights, progress=progress, labels=labels)
+                               inception_weights=inception_weights, progress=progress, labels=labels,
+                               feature_model=feature_model)
     results.update(
         run=str(run.run_dir), checkpoint=str(run.checkpoint_path), step=run.step,
         ema=bool(ema and run.G_ema is not None), seed=seed, seconds=round(time.perf_counter() - t0, 2),
@@ -542,7 +560,9 @@ def format_table(results: dict[str, Any]) -> Any:
     if "step" in results:
         title += f", step {results['step']}" + (" (EMA)" if results.get("ema") else "")
     lenet = any(k.endswith("_lenet") for k in results)
-    caption = "LeNet-feature metrics: not comparable with Inception FID (docs/metrics.md)" if lenet else None
+    model = results.get("feature_model", "LeNet")
+    caption = (f"{model}-feature metrics (named *_lenet): not comparable with Inception FID (docs/metrics.md)"
+               if lenet else None)
     table = Table(title=title, caption=caption)
     table.add_column("metric")
     table.add_column("value", justify="right")

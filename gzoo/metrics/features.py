@@ -43,6 +43,43 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GZOO_CACHE", "~/.cache/gzoo")).expanduser() / "classifiers"
 
 
+def parse_feature_model(spec: str) -> str:
+    """Check a feature-model name: ``lenet`` (the default) or ``timm:NAME``; returns it."""
+    spec = str(spec or "lenet").strip()
+    if spec == "lenet":
+        return spec
+    kind, _, name = spec.partition(":")
+    if kind != "timm" or not name:
+        raise UsageError(f"feature model must be 'lenet' or 'timm:NAME' (e.g. timm:resnet18), got {spec!r}")
+    from ..backbones import check_model_name
+
+    check_model_name(name)
+    return spec
+
+
+def make_net(feature_model: str, channels: int, num_classes: int, resolution: int) -> nn.Module:
+    """The untrained classifier: :class:`LeNet` or :class:`TimmNet` (``timm:NAME``)."""
+    if feature_model == "lenet":
+        return LeNet(channels, num_classes, resolution)
+    return TimmNet(feature_model.partition(":")[2], channels, num_classes, resolution)
+
+
+class TimmNet(nn.Module):
+    """A timm architecture as the domain classifier: ``body`` = its pooled features (fitted to small
+    images as :class:`gzoo.backbones.TimmBackbone` does, BatchNorm kept: a classifier sees
+    real batches only), ``fc`` = a linear layer to the classes."""
+
+    def __init__(self, name: str, channels: int, num_classes: int, resolution: int):
+        super().__init__()
+        from ..backbones import TimmBackbone
+
+        self.body = TimmBackbone(name, channels=channels, side=resolution, norm="batch")
+        self.fc = nn.Linear(self.body.width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.body(x))
+
+
 class LeNet(nn.Module):
     """LeNet-style CNN: conv5(16)-pool-conv5(32)-pool -> s x s -> fc 128 (features) -> fc classes.
 
@@ -82,7 +119,7 @@ DEFAULT_SETTINGS = TrainSettings()
 
 
 class Classifier:
-    """A trained :class:`LeNet` with batched ``features``/``probs`` on any device."""
+    """A trained :class:`LeNet` (or :class:`TimmNet`) with batched ``features``/``probs`` on any device."""
 
     def __init__(self, net: LeNet, meta: dict[str, Any]):
         self.net = net.eval()
@@ -96,7 +133,7 @@ class Classifier:
         return torch.cat([fn(x[i : i + batch_size].to(dev).float()).cpu() for i in range(0, len(x), batch_size)])
 
     def features(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W)`` in [-1, 1] -> ``(N, 128)`` penultimate activations."""
+        """``(N, C, H, W)`` in [-1, 1] -> ``(N, d)`` penultimate activations (d = 128 for LeNet)."""
         return self._batched(x, self.net.body)
 
     def logits(self, x: Tensor) -> Tensor:
@@ -106,15 +143,24 @@ class Classifier:
         return self.logits(x).softmax(1)
 
 
-def code_hash(settings: TrainSettings) -> str:
-    """Hash of the classifier's code (the network and its training) and its settings."""
+def code_hash(settings: TrainSettings, feature_model: str = "lenet") -> str:
+    """Hash of the classifier's code (the network and its training) and its settings; for a
+    timm feature model also of the backbone code, the architecture and timm's version."""
     src = inspect.getsource(LeNet) + inspect.getsource(train_classifier)
+    if feature_model != "lenet":
+        import timm
+
+        from .. import backbones
+
+        src += inspect.getsource(TimmNet) + inspect.getsource(backbones) + feature_model + timm.__version__
     return hashlib.sha256((src + repr(settings)).encode()).hexdigest()[:12]
 
 
-def cache_paths(dataset: str, resolution: int, channels: int, settings: TrainSettings) -> tuple[Path, Path]:
+def cache_paths(dataset: str, resolution: int, channels: int, settings: TrainSettings,
+                feature_model: str = "lenet") -> tuple[Path, Path]:
     """``(weights, meta json)`` of the cached classifier."""
-    stem = f"{dataset}-r{resolution}-c{channels}-{code_hash(settings)}"
+    arch = "" if feature_model == "lenet" else "-" + feature_model.replace(":", "-")
+    stem = f"{dataset}-r{resolution}-c{channels}{arch}-{code_hash(settings, feature_model)}"
     return cache_dir() / f"{stem}.pt", cache_dir() / f"{stem}.json"
 
 
@@ -125,13 +171,16 @@ def get_classifier(
     key: str | None = None,
     settings: TrainSettings | None = None,
     progress: bool = True,
+    feature_model: str = "lenet",
 ) -> Classifier:
     """The classifier of the labelled image dataset ``train`` (a dataset object), trained on
     first use and cached under ``key`` (default ``train.name``), its resolution and channels.
 
-    Its accuracy is measured on ``test`` (default: ``train``). :func:`gzoo.evaluation.classifier_for`
-    builds the datasets from a name and options.
+    Its accuracy is measured on ``test`` (default: ``train``). ``feature_model`` is ``lenet``
+    (default) or ``timm:NAME``, any timm architecture (:class:`TimmNet`), trained and cached the
+    same way. :func:`gzoo.evaluation.classifier_for` builds the datasets from a name and options.
     """
+    feature_model = parse_feature_model(feature_model)
     if isinstance(train, str):
         raise UsageError(f"get_classifier takes dataset objects since gzoo 0.2; for the registered dataset "
                          f"{train!r} use gzoo.evaluation.classifier_for({train!r}, resolution)")
@@ -150,17 +199,18 @@ def get_classifier(
             f"dataset {key!r} has no labels, so gzoo cannot train its feature classifier; "
             "evaluate with Inception features (--inception-weights) instead"
         )
-    weights, meta_path = cache_paths(key, resolution, channels, settings)
+    weights, meta_path = cache_paths(key, resolution, channels, settings, feature_model)
     if weights.is_file() and meta_path.is_file():
-        cached = _load_cached(weights, meta_path, channels, resolution, train.num_classes)
+        cached = _load_cached(weights, meta_path, channels, resolution, train.num_classes, feature_model)
         if isinstance(cached, Classifier):
             return cached
         bad, why = cached
         warnings.warn(f"the feature classifier cache file {bad} is corrupt ({why}); rebuilding it",
                       stacklevel=2)
-    net, meta = train_classifier(train, test if test is not None else train, settings, progress=progress)
-    meta.update(dataset=key, resolution=resolution, channels=channels, code_hash=code_hash(settings),
-                accuracy_split="test" if test is not None else "train")
+    net, meta = train_classifier(train, test if test is not None else train, settings, progress=progress,
+                                 feature_model=feature_model)
+    meta.update(dataset=key, resolution=resolution, channels=channels, feature_model=feature_model,
+                code_hash=code_hash(settings, feature_model), accuracy_split="test" if test is not None else "train")
     from ..checkpoint import save_checkpoint  # atomic write
 
     save_checkpoint(net.state_dict(), weights)
@@ -169,7 +219,7 @@ def get_classifier(
 
 
 def _load_cached(
-    weights: Path, meta_path: Path, channels: int, resolution: int, num_classes: int
+    weights: Path, meta_path: Path, channels: int, resolution: int, num_classes: int, feature_model: str = "lenet"
 ) -> Classifier | tuple[Path, str]:
     """The cached classifier, or ``(file, what is wrong with it)``."""
     try:
@@ -181,7 +231,7 @@ def _load_cached(
         return meta_path, f"num_classes {got!r}, expected {num_classes}"
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        net = LeNet(channels, num_classes, resolution)
+        net = make_net(feature_model, channels, num_classes, resolution)
         net.load_state_dict(state)
         classifier = Classifier(net, meta)
     except Exception as exc:  # truncated zip, unpickling refused, missing or misshapen tensors...
@@ -204,8 +254,10 @@ def _write_text_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress: bool = True) -> tuple[LeNet, dict]:
-    """Train a :class:`LeNet` on ``train`` (Adam, cross-entropy); report accuracy on ``test``."""
+def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress: bool = True,
+                     feature_model: str = "lenet") -> tuple[nn.Module, dict]:
+    """Train a :class:`LeNet` (or ``timm:NAME``) on ``train`` (Adam, cross-entropy); report
+    accuracy on ``test``."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -216,7 +268,7 @@ def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress
 
     g = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    net = LeNet(train.image_shape[0], train.num_classes, train.image_shape[-1])
+    net = make_net(feature_model, train.image_shape[0], train.num_classes, train.image_shape[-1])
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     n = len(train)
     bs = min(settings.batch_size, n)
@@ -225,7 +277,8 @@ def train_classifier(train: Any, test: Any, settings: TrainSettings, *, progress
         steps = min(steps, settings.max_steps)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"training the {train.name} feature classifier (once; cached)", total=steps)
+        what = "" if feature_model == "lenet" else f" ({feature_model})"
+        task = bar.add_task(f"training the {train.name} feature classifier{what} (once; cached)", total=steps)
         perm, pos = torch.randperm(n, generator=g), 0
         for _ in range(steps):
             if pos + bs > n:
