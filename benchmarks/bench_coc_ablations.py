@@ -75,6 +75,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        {**DEFAULTS, "cond": "labels"}),
     "dcgan-labels": ("DCGAN conditional on the labels (`--cond labels`)",
                      {"gen": "dcgan", "disc": "dcgan", "cond": "labels"}),
+    "cocgan-vs-dcgan-d": ("diagnostic: gzoo's default CoC-GAN generator against DCGAN's discriminator",
+                          {"gen": "cocgan", "disc": "dcgan", "gen_opt": dict(DEFAULTS["gen_opt"])}),
+    "dcgan-vs-coc-d": ("diagnostic: DCGAN's generator against gzoo's default CoC discriminator",
+                       {"gen": "dcgan", "disc": "coc", "disc_opt": dict(DEFAULTS["disc_opt"])}),
 }
 LOSSES = {"nonsaturating": ("nonsaturating", [], "adam"), "wgan": ("wgan", ["clip"], "rmsprop")}
 
