@@ -86,9 +86,11 @@ class GCABlock(Block):
     nonlinearity between them, as in eqs. 3-4. Softmax rows make every degree 2, so the
     normalisation is ``(A + I) / 2`` unless ``binarize`` is on.
 
-    Memory: ``A`` and ``A_hat`` hold ``B * N^2`` numbers each (plus the softmax's saved output
-    for backward): 16 KB per sample at 8x8, 4 MB at 32x32, 64 MB at 64x64 (float32). Up to
-    32x32 is affordable at usual batch sizes; 64x64 and above is not (batch 64 needs > 8 GB).
+    Memory: ``A_hat`` is never built (``A_hat y = d * (A (d * y) + d * y)``, ``d = D~^-1/2``), so
+    one ``N x N`` map per sample (``A``) is kept for backward, with the scores ``r`` passing
+    through: ``4 N^2`` bytes in float32, 16 KB per sample at 8x8, 256 KB at 16x16, 4 MB at
+    32x32, 64 MB at 64x64. Up to 32x32 is affordable (batch 64: about 0.5 GB for ``r`` and
+    ``A``); at 64x64 a batch of 64 needs about 8 GB for them alone, and time grows as ``N^2``.
 
     Args:
         k: channel reduction: f, g and the node features J have C // k channels (the paper
@@ -132,15 +134,18 @@ class GCABlock(Block):
         A = self.attention(x)  # (B, N, N)
         if self.binarize > 0:
             A = binarize_adjacency(A, self.binarize)
-        A_hat = gcn_adjacency(A)  # (B, N, N)
+        # A_hat y = d * (A (d * y) + d * y), d = D~^-1/2 from the row sums of A + I: the same as
+        # gcn_adjacency(A) @ y without building A + I or A_hat (only A is kept for backward)
+        d = (A.sum(-1, keepdim=True) + 1).rsqrt()  # (B, N, 1)
         y = self.j(x).flatten(2).transpose(1, 2)  # J: (B, N, c)
         for i, theta in enumerate(self.theta):
             if i:
                 y = F.relu(y)
-            y = torch.bmm(A_hat, theta(y))  # A_hat (J Theta): (B, N, c)
+            y = d * theta(y)  # D~^-1/2 (J Theta): (B, N, c)
+            y = d * (torch.bmm(A, y) + y)  # A_hat J Theta: (B, N, c)
         z = self.m(y.transpose(1, 2).reshape(b, self.hidden, h, w))  # (B, C, H, W)
         if self.record:
-            self.last = {"A": A.detach(), "adjacency": A_hat.detach(), "hw": (h, w), "key_hw": (h, w)}
+            self.last = {"A": A.detach(), "adjacency": gcn_adjacency(A.detach()), "hw": (h, w), "key_hw": (h, w)}
         return self.alpha * self.v(z) + x
 
     def extra_repr(self) -> str:
