@@ -88,6 +88,45 @@ def pilot(rows: list[str], steps: int, batch: int, sagan_ch: int, workdir: Path)
           flush=True)
 
 
+def memory(threads: int) -> str:
+    """Tensors one block saves for backward (per sample) and the time of a forward + backward,
+    ``gca`` vs ``nonlocal`` at C = 64; printed as a markdown table (docs/gca.md, "Costs")."""
+    from gzoo_gca.blocks import GCABlock, NonLocalBlock
+
+    def saved_mib(block: torch.nn.Module, x: torch.Tensor) -> float:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.data_ptr()] = t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            block(x)
+        return sum(seen.values()) / x.shape[0] / 2**20
+
+    headers = ["block", *[f"{s}x{s} (N = {s * s:,})" for s in (8, 16, 32, 64)]]
+    rows = []
+    for cls in (GCABlock, NonLocalBlock):
+        torch.manual_seed(0)
+        block = cls(channels=64)
+        mem, speed = [], []
+        for side in (8, 16, 32, 64):
+            mem.append(f"{saved_mib(block, torch.randn(2, 64, side, side, requires_grad=True)):.3g} MiB")
+            if side <= 32:
+                x = torch.randn(16, 64, side, side, requires_grad=True)
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    block(x).sum().backward()
+                speed.append(f"{(time.perf_counter() - t0) / 3 * 1000:.3g} ms")
+            else:
+                speed.append("not run")
+        name = "gca" if cls is GCABlock else "nonlocal"
+        rows += [[f"`{name}`: saved for backward, per sample", *mem], [f"`{name}`: fwd + bwd, batch 16", *speed]]
+    md = markdown_table(headers, rows) + f"\n\nCommand: `{command_line()}` ({threads} thread)"
+    print(md)
+    return md
+
+
 def train_one(row: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.workdir) / f"{row}-s{seed}"
     trainer = Trainer(config(row, seed, args.steps, args.batch_size, args.sagan_ch, out))
@@ -171,6 +210,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", default="runs/gca-bench")
     ap.add_argument("--pilot", type=int, default=0, help="only time this many steps per row")
+    ap.add_argument("--memory", action="store_true", help="only print the blocks' memory and time at 8..64")
     ap.add_argument("--report", action="store_true", help="only rebuild the table from saved results")
     ap.add_argument("--notes", default="", help="a file whose text goes above the table")
     args = ap.parse_args()
@@ -179,6 +219,9 @@ def main() -> None:
     unknown = [r for r in rows if r not in ROW_NAMES]
     if unknown:
         ap.error(f"unknown rows {unknown}; valid: {', '.join(ROW_NAMES)}")
+    if args.memory:
+        memory(args.threads)
+        return
     if args.pilot:
         pilot(rows, args.pilot, args.batch_size, args.sagan_ch, Path(args.workdir))
         return
