@@ -4,7 +4,7 @@ Fashion-MNIST resized to 32x32 (64x64 does not fit a CPU budget), the attention 
 8x8 feature map of G and of D (as §4 does at 64x64): ``insert=nonlocal@8`` / ``insert=gca@8``
 for ``dcgan`` (gzoo's default width ``ch=32``, non-saturating loss, Adam 2e-4 (0.5, 0.999)),
 ``attn=nonlocal|gca`` with ``attn_res=8`` for ``sagan`` (hinge loss, Adam (0, 0.999), lr G 1e-4
-/ D 4e-4: the ``sagan-paper`` optimisation; ``--sagan-ch`` sets its width). Each model and seed
+/ D 4e-4, spectral norm in D by ``--reg sn``: the ``sagan-paper`` settings; ``--sagan-ch`` sets its width). Each model and seed
 trains ``--steps`` steps of batch ``--batch-size`` with one torch thread, one run at a time, and
 is measured with ``gzoo.evaluation.evaluate_generator`` (LeNet-feature metrics) on ``--n-eval``
 samples. Every run's result is saved as it finishes under ``benchmarks/results/gca/per-run/``, so
@@ -58,7 +58,7 @@ def row_settings(row: str, sagan_ch: int) -> dict[str, Any]:
                 "gen_opt": dict(opts), "disc_opt": dict(opts)}
     attn = "gca" if row.endswith("+gca") else "nonlocal"
     opts = {"attn": attn, "attn_res": 8, "ch": sagan_ch}
-    return {"gen": "sagan", "disc": "sagan", "loss": "hinge", "lr": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.999),
+    return {"gen": "sagan", "disc": "sagan", "loss": "hinge", "reg": ["sn"], "lr": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.999),
             "gen_opt": dict(opts), "disc_opt": dict(opts)}
 
 
@@ -143,6 +143,8 @@ def train_one(row: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
               "params_D": count_parameters(trainer.D), "grid": str(grid), "run": str(trainer.run_dir),
               "command": command_line(),
               **{k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}}
+    if status != "finished":
+        raise SystemExit(f"{row} seed {seed} ended {status!r} at step {trainer.step}: not saved")
     (RESULTS / "per-run").mkdir(parents=True, exist_ok=True)
     (RESULTS / "per-run" / f"{row}-s{seed}.json").write_text(json.dumps(result, indent=1))
     return result

@@ -270,16 +270,24 @@ def test_a_test_plugins_block_inserts_with_options(register_component):
     assert d_block.calls == 1
 
 
-def test_sagan_spectral_norm_reaches_inserted_blocks_and_is_not_applied_twice():
+def test_sagan_spectral_norm_in_g_itself_in_d_by_the_regularizer_never_twice():
     from gzoo_classic.regularizers import SpectralNorm
 
+    def sn_layers(model):
+        layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        return [len(m.parametrizations.weight) if hasattr(m, "parametrizations") else 0 for m in layers]
+
+    G = gzoo.create("generator", "sagan", image_shape=(1, 32, 32), ch=4, insert="gca@8")
+    assert isinstance(G.stages[0].after[0], GCABlock)
+    assert sn_layers(G) and set(sn_layers(G)) == {1}  # every layer, the inserted gca block's too
     D = gzoo.create("discriminator", "sagan", image_shape=(1, 32, 32), ch=4, insert="gca@8")
-    layers = [m for m in D.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    assert layers and all(len(m.parametrizations.weight) == 1 for m in layers)  # incl. the gca block's
-    SpectralNorm().wrap_discriminator(D)  # --reg sn on top
-    assert all(len(m.parametrizations.weight) == 1 for m in layers)
+    assert set(sn_layers(D)) == {0}  # D's spectral norm is --reg sn
+    SpectralNorm().wrap_discriminator(D)
+    assert set(sn_layers(D)) == {1}
+    SpectralNorm().wrap_discriminator(D)  # applied again: skipped
+    assert set(sn_layers(D)) == {1}
     G = gzoo.create("generator", "sagan", image_shape=(1, 32, 32), ch=4, sn=False, insert="gca@8")
-    assert not any(hasattr(m, "parametrizations") for m in G.modules())
+    assert set(sn_layers(G)) == {0}
 
 
 @pytest.mark.parametrize("side, g_at, d_at", [(32, 32, 16), (64, 32, 32), (28, 28, 14)])
@@ -369,7 +377,7 @@ def test_models_with_each_block_train(gen, block, tmp_path):
     else:
         opts = {"ch": 4, "attn": block, "attn_res": 8}
         trainer = check_training(gen, gen, "hinge", data="digits", data_opt={"resolution": 32}, gen_opt=dict(opts),
-                                 disc_opt=dict(opts), lr_d=4e-4, tmp_path=tmp_path)
+                                 disc_opt=dict(opts), lr_d=4e-4, reg=["sn"], tmp_path=tmp_path)
     cls = GCABlock if block == "gca" else NonLocalBlock
     for model in (trainer.G, trainer.D):
         blocks = [m for m in model.modules() if isinstance(m, cls)]
@@ -379,7 +387,7 @@ def test_models_with_each_block_train(gen, block, tmp_path):
 
 
 def test_conditional_sagan_trains(tmp_path):
-    check_training("sagan", "sagan", "hinge", data="digits", data_opt={"resolution": 32}, cond="labels",
+    check_training("sagan", "sagan", "hinge", data="digits", data_opt={"resolution": 32}, cond="labels", reg=["sn"],
                    gen_opt={"ch": 4, "attn": "gca", "attn_res": 16}, disc_opt={"ch": 4}, tmp_path=tmp_path)
 
 
@@ -398,6 +406,7 @@ def test_presets_build_the_papers_models(pm, preset, block):
     if preset == "sagan-paper":
         assert where == {"generator": [32], "discriminator": [16]}
         assert (config.loss, config.lr, config.lr_d, tuple(config.betas)) == ("hinge", 1e-4, 4e-4, (0.0, 0.999))
+        assert config.reg == ["sn"]
     else:
         assert side == 64 and where == {"generator": [8], "discriminator": [8]}  # §4: the 8x8 map at 64x64
 

@@ -20,10 +20,12 @@ The attention block goes after the stage of resolution ``attn_res`` (default 32,
 feature map where SAGAN's code and StudioGAN place it); a model without that stage (D at 32
 pixels, both at 28) takes the largest stage below it. ``insert=BLOCK@RES`` adds more blocks.
 
-Spectral norm is part of SAGAN's architecture, in G and D: ``sn=true`` (default) normalises every
-convolution and linear layer, including the attention block and any block inserted later with
-``insert=``. ``--reg sn`` on top changes nothing (already normalised layers are skipped), so it is
-never applied twice; ``sn=false`` gives the plain residual nets (then ``--reg sn`` adds SN to D only).
+Spectral norm is part of SAGAN's architecture, in G and D. gzoo's convention is that D's spectral
+norm is the ``sn`` regularizer (``--reg sn``, which normalises every layer of D, inserted blocks
+included), so the D here has no SN of its own and the ``sagan-paper``/``sagan-gca`` presets add
+``reg: [sn]``. G has no regularizer doing that, so ``sagan``'s G applies it itself (``sn=true``,
+default): every convolution and linear layer, its attention block and any block inserted later
+with ``insert=``. Nothing is normalised twice (``apply_spectral_norm`` skips normalised layers).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class DBlock(nn.Module):
 
 
 class _SAGANMixin:
-    sn: bool
+    sn: bool = False
 
     def _place_attention(self, attn: str, attn_res: int) -> None:
         if attn not in ATTN:
@@ -136,8 +138,8 @@ class _SAGANMixin:
                 stage.after.append(_attention(attn, stage.channels))
 
     def insert_block(self, block: nn.Module, resolution: int) -> None:
-        """As :meth:`gzoo.interfaces._Staged.insert_block`; with ``sn`` the block's layers are
-        spectral-normalised too (SAGAN normalises every layer)."""
+        """As :meth:`gzoo.interfaces._Staged.insert_block`; with ``sn`` (G) the block's layers are
+        spectral-normalised too (SAGAN normalises every layer; D gets it from ``--reg sn``)."""
         if self.sn:
             apply_spectral_norm(block)
         super().insert_block(block, resolution)  # type: ignore[misc]
@@ -153,7 +155,8 @@ class SAGANGenerator(_SAGANMixin, Generator):
             "gca" (SAGAN + GCA: GCA replaces the non-local block) or "none"
         attn_res: resolution of the stage the attention block follows (the largest stage below
             it when G has no such stage)
-        sn: spectral norm on every convolution and linear layer (SAGAN; blocks inserted later too)
+        sn: spectral norm on every convolution and linear layer of G (SAGAN; blocks inserted later
+            too). D's is the regularizer: --reg sn
     """
 
     def __init__(
@@ -201,15 +204,14 @@ class SAGANGenerator(_SAGANMixin, Generator):
 
 
 class SAGANDiscriminator(_SAGANMixin, Discriminator):
-    """SAGAN discriminator: residual down-sampling stages, spectral norm, self-attention,
-    projection head when conditional.
+    """SAGAN discriminator: residual down-sampling stages, self-attention, projection head when
+    conditional. SAGAN's spectral norm is ``--reg sn`` (the sagan presets include it).
 
     Args:
         ch: channels of the first stage, doubled at each following stage
         attn: attention block after the stage of resolution attn_res: "nonlocal", "gca" or "none"
         attn_res: resolution of the stage the attention block follows (the largest stage below
             it when D has no such stage: 16 for 32-pixel images)
-        sn: spectral norm on every convolution and linear layer (SAGAN; blocks inserted later too)
         cond_head: conditional head (with num_classes > 0): "projection" (SAGAN) or "multihead"
     """
 
@@ -221,14 +223,12 @@ class SAGANDiscriminator(_SAGANMixin, Discriminator):
         ch: int = 32,
         attn: str = "nonlocal",
         attn_res: int = 32,
-        sn: bool = True,
         cond_head: str = "projection",
     ):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("sagan discriminator", sizes=SAGAN_SIZES)
         if ch < 1:
             raise UsageError(f"sagan discriminator: ch must be >= 1, got {ch}")
-        self.sn = bool(sn)
         n_down = int(math.log2(size // SAGAN_SIZES[size]))
         stages, res, cin = [], size, c
         for i in range(n_down):
@@ -242,8 +242,6 @@ class SAGANDiscriminator(_SAGANMixin, Discriminator):
         _init(self)
         if num_classes and cond_head == "projection":
             nn.init.normal_(self.head.embed.weight, std=0.02)
-        if self.sn:
-            apply_spectral_norm(self)
 
     def features(self, x: Tensor) -> Tensor:
         for stage in self.stages:

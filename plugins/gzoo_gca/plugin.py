@@ -25,11 +25,13 @@ DCGAN_64 = {
     "batch_size": 128,
     "data_opt": {"resolution": 64},
 }
-#: SAGAN's optimisation: hinge loss, Adam (0, 0.999), two time-scale lr (G 1e-4, D 4e-4).
+#: SAGAN's optimisation: hinge loss, Adam (0, 0.999), two time-scale lr (G 1e-4, D 4e-4); spectral
+#: norm in D is gzoo's sn regularizer (sagan's G normalises itself).
 SAGAN_PAPER = {
     "gen": "sagan",
     "disc": "sagan",
     "loss": "hinge",
+    "reg": ["sn"],
     "optimizer": "adam",
     "lr": 1e-4,
     "lr_d": 4e-4,
