@@ -58,8 +58,9 @@ class _StraightThrough(torch.autograd.Function):
 
 
 class GCABlock(Block):
-    """Graph Convolutional Architecture (GCA, Peng et al. 2021, §3): a pixel-level graph from
-    self-attention, graph convolution on it, added back to the input.
+    """GCA (Peng et al. 2021, §3): graph convolution on a pixel graph built by self-attention.
+
+    A pixel-level graph from self-attention, a graph convolution on it, added back to the input.
 
     Shapes (``B`` batch, ``C`` channels, ``N = H * W`` nodes, ``c = max(1, C // k)``)::
 

@@ -204,8 +204,10 @@ class SAGANGenerator(_SAGANMixin, Generator):
 
 
 class SAGANDiscriminator(_SAGANMixin, Discriminator):
-    """SAGAN discriminator: residual down-sampling stages, self-attention, projection head when
-    conditional. SAGAN's spectral norm is ``--reg sn`` (the sagan presets include it).
+    """SAGAN discriminator: residual down-sampling stages, self-attention, projection head.
+
+    The projection head is used when conditional. SAGAN's spectral norm in D is ``--reg sn``
+    (the sagan presets include it).
 
     Args:
         ch: channels of the first stage, doubled at each following stage
