@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its t
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -75,6 +76,7 @@ def config(row: str, seed: int, steps: int, batch: int, sagan_ch: int, out: Path
 def pilot(rows: list[str], steps: int, batch: int, sagan_ch: int, workdir: Path) -> None:
     """Seconds per step of each row (the whole fit over ``steps``), nothing written to docs."""
     for row in rows:
+        shutil.rmtree(workdir / f"pilot-{row}", ignore_errors=True)
         trainer = Trainer(config(row, 0, steps, batch, sagan_ch, workdir / f"pilot-{row}"))
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.fit()
@@ -129,6 +131,8 @@ def memory(threads: int) -> str:
 
 def train_one(row: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.workdir) / f"{row}-s{seed}"
+    if out.exists():
+        shutil.rmtree(out)  # a rerun replaces the run
     trainer = Trainer(config(row, seed, args.steps, args.batch_size, args.sagan_ch, out))
     t0, c0 = time.perf_counter(), time.process_time()
     status = trainer.fit()
