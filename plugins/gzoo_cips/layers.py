@@ -118,9 +118,9 @@ def pixel_noise(seeds: Tensor, pixels: Tensor, layer: int) -> Tensor:
     base = mix32((pixels * 2654435761 + layer * 40503) & MASK32)  # (N|1, P)
     h1 = mix32(base ^ seeds[:, None])
     h2 = mix32(h1 ^ 0x68E31DA4)
-    u1 = (h1.double() + 0.5) / 2.0**32
-    u2 = h2.double() / 2.0**32
-    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * u2)).float()
+    u1 = ((h1 >> 8).float() + 0.5) / 2.0**24  # 24-bit uniforms: exact in float32 (MPS has no float64)
+    u2 = (h2 >> 8).float() / 2.0**24
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
 
 
 class ToRGB(nn.Module):
