@@ -27,7 +27,9 @@ BUILTINS = [(kind, s.name) for kind in CHECKED_KINDS for s in _REG.list(kind)]
 
 #: what some built-ins need to be checked: the run a visualizer draws.
 COC_RUN = {"gen": "cocgan", "disc": "coc", "data": "digits", "gen_opt": {}, "disc_opt": {}}
-NEEDS = {("visualizer", "clusters"): {"run": COC_RUN}}
+GCA_RUN = {"gen": "dcgan", "disc": "dcgan", "data": "digits", "data_opt": {"resolution": 32},
+           "gen_opt": {"ch": 8, "insert": "gca@8"}, "disc_opt": {"ch": 8, "insert": "nonlocal@8"}}
+NEEDS = {("visualizer", "clusters"): {"run": COC_RUN}, ("visualizer", "attention"): {"run": GCA_RUN}}
 
 
 @pytest.mark.parametrize(("kind", "name"), BUILTINS, ids=[f"{k}:{n}" for k, n in BUILTINS])
