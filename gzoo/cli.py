@@ -21,10 +21,11 @@ from . import __version__
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _console(stderr: bool = False) -> Any:
+def _console(stderr: bool = False, quiet: bool = False) -> Any:
+    """A rich console; ``quiet`` prints nothing (the other ranks of a torchrun job)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, quiet=quiet)
 
 
 def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -276,6 +277,7 @@ RUN_FLAGS = {
     "out": "out", "device": "device", "cond": "cond", "log_every": "log_every",
     "sample_every": "sample_every", "ckpt_every": "ckpt_every", "eval_every": "eval_every",
     "eval_metric": "eval_metric", "eval_n": "eval_n", "viz": "viz",
+    "amp": "amp", "compile": "compile", "channels_last": "channels_last", "sync_bn": "sync_bn",
 }
 
 
@@ -319,11 +321,31 @@ RUN_FLAGS = {
 @click.option("--eval-n", type=int, help="Samples per periodic evaluation.")
 @click.option("--viz", multiple=True, help="Visualizer to run with every sample grid (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Train in N processes on this machine (starts torchrun; --batch-size is the global batch).")
+@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), help="Mixed precision (fp16: CUDA only).  [default: off]")
+@click.option("--compile/--no-compile", default=None, help="Train through torch.compile'd G and D.  [default: off]")
+@click.option("--channels-last/--no-channels-last", default=None, help="Channels-last memory format.  [default: off]")
+@click.option("--sync-bn/--no-sync-bn", default=None,
+              help="Under torchrun on CUDA: BatchNorm over all ranks (SyncBatchNorm).  [default: on]")
 @threads_option
 @click.pass_context
 def run(ctx: click.Context, **kw: Any) -> None:
-    """Train a GAN. Every flag is optional: plain `gzoo run` trains a small DCGAN on digits."""
+    """Train a GAN. Every flag is optional: plain `gzoo run` trains a small DCGAN on digits.
+
+    Several processes: `gzoo run --nproc N ...`, or `torchrun --nproc_per_node N -m gzoo run ...`
+    (also across machines; docs/distributed.md)."""
     from click.core import ParameterSource
+
+    if kw["nproc"] and kw["nproc"] > 1:  # re-run this command under torchrun, in N processes
+        import subprocess
+
+        from .distributed import from_env, launch_command, strip_nproc
+
+        if from_env().active:
+            raise click.UsageError("--nproc starts torchrun itself; drop it when launching with torchrun")
+        cmd = launch_command(kw["nproc"], strip_nproc(_ARGV))
+        sys.exit(subprocess.call(cmd))
 
     from .config import RunConfig, load_yaml
     from .plugins import get_plugin_manager
@@ -375,7 +397,7 @@ def run(ctx: click.Context, **kw: Any) -> None:
 
     trainer = Trainer(config, pm=pm, explicit={k.replace("-", "_") for k in explicit})
     config = trainer.config
-    err = _console(stderr=True)
+    err = _console(stderr=True, quiet=not trainer.dist.main)  # under torchrun, rank 0 speaks
     for note in trainer.notes:  # settings gzoo chose for the user come first
         err.print(f"[yellow]Note:[/] {escape(note)}")
     err.print(f"[bold]gzoo run[/] {config.gen} + {config.disc}, loss {config.loss}"
@@ -388,7 +410,7 @@ def run(ctx: click.Context, **kw: Any) -> None:
 
 
 def _report(trainer: Any, *, interrupted: bool = False) -> None:
-    err = _console(stderr=True)
+    err = _console(stderr=True, quiet=not trainer.dist.main)
     last = trainer.run_dir / "checkpoints" / "last.pt"
     if interrupted or trainer._stop_requested:
         err.print(f"Interrupted at step {trainer.step}; checkpoint saved to {last}. "
@@ -621,6 +643,8 @@ def main(argv: list[str] | None = None) -> None:
     from .errors import GzooError
 
     warnings.formatwarning = _format_warning
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to torchrun
     try:
         cli.main(args=argv, prog_name="gzoo", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -645,6 +669,18 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    finally:
+        _leave_process_group()
+
+
+_ARGV: list[str] = []
+
+
+def _leave_process_group() -> None:
+    """Leave torch.distributed's process group, if this process joined one (torchrun workers)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _debug() -> bool:

@@ -64,8 +64,14 @@ class RunConfig:
     eval_n: int = 2500  #: samples per periodic evaluation
     viz: list[str] = field(default_factory=list)  #: visualizers run at every sample grid
     progress: bool = True  #: rich progress bar
+    # -- speed (may change when resuming; docs/distributed.md) -------------------------------
+    amp: str = "off"  #: mixed precision of the forward passes: "off", "bf16" or "fp16" (CUDA, with a gradient scaler)
+    compile: bool = False  #: train through torch.compile'd G and D
+    channels_last: bool = False  #: channels-last memory format for image models and batches
+    sync_bn: bool = True  #: under torch.distributed on CUDA, BatchNorm statistics over all ranks (SyncBatchNorm)
 
     OPTIMIZERS = ("adam", "rmsprop")
+    AMP = ("off", "bf16", "fp16")
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -103,6 +109,8 @@ class RunConfig:
         """Reject settings that cannot work, with the valid choices."""
         if self.optimizer not in self.OPTIMIZERS:
             raise UsageError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(self.OPTIMIZERS)}")
+        if self.amp not in self.AMP:
+            raise UsageError(f"unknown amp mode {self.amp!r}; valid: {', '.join(self.AMP)}")
         for name in ("batch_size", "n_critic"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -55,6 +55,8 @@ def preflight(trainer: Any) -> None:
         from .default_plugins.evaluation import check_evaluable
 
         check_evaluable(trainer.data, config)
+    if not trainer.outputs.writer:  # under torch.distributed only rank 0 touches the directory
+        return
     run_dir = trainer.run_dir
     if trainer._resume_state is None and run_dir.exists():
         if not run_dir.is_dir():

@@ -16,6 +16,11 @@ checks its total once for NaN/inf, which is the one synchronisation per update.
 
 Plugins change training only through the hooks of :mod:`gzoo.hookspecs`; the run's
 conditioner is registered with the plugin manager for the run.
+
+Under ``torchrun`` (:mod:`gzoo.distributed`) every rank builds the same trainer, draws the
+same global batches and keeps its slice; G and D train through DistributedDataParallel
+(``G_train``/``D_train``; ``G``/``D`` stay the plain modules that checkpoints, sampling and
+plugins use) and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .checkpoint import (
     load_checkpoint,
     nonfinite,
 )
+from . import distributed
 from .config import RunConfig, complete_for_loss, plugin_options
 from .errors import DivergenceError, UsageError
 from .faults import Faults, preflight, stop_on_signals
@@ -49,6 +55,7 @@ from .rundir import choose_run_dir
 RESUMABLE = {
     "steps", "epochs", "device", "log_every", "sample_every", "ckpt_every",
     "eval_every", "eval_n", "eval_metric", "viz", "progress", "n_samples", "out",
+    "amp", "compile", "channels_last", "sync_bn",
 }
 
 
@@ -110,7 +117,12 @@ class Trainer(Faults):
         if resume_state is None:  # a resumed run keeps the settings it was started with
             config, self.notes = complete_for_loss(config, self.registry, explicit)
         self.config = c = config
-        self.device = resolve_device(c.device)
+        #: this process's rank in a torchrun job (rank 0 of 1 otherwise); see gzoo.distributed
+        self.dist, self.device = distributed.setup(resolve_device(c.device))
+        if c.batch_size % self.dist.world:
+            raise UsageError(f"--batch-size {c.batch_size} is the global batch: it must be divisible by the "
+                             f"{self.dist.world} processes")
+        check_speed_options(c, self.device)
         torch.manual_seed(c.seed)
 
         # data and conditioning
@@ -126,7 +138,15 @@ class Trainer(Faults):
         # models, loss, regularizers, optimizers, schedules
         comps = build_components(c, self.image_shape, self.num_classes, self.registry)
         self.G, self.D, self.loss, self.regs = comps.G.to(self.device), comps.D.to(self.device), comps.loss, comps.regs
+        if self.dist.active and c.sync_bn and self.device.type == "cuda":  # SyncBatchNorm is CUDA-only
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        if c.channels_last and len(self.image_shape) == 3:
+            self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
+        #: what the updates call: DDP wrappers under torch.distributed, compiled with --compile
+        self.G_train, self.D_train = self._training_module(self.G), self._training_module(self.D)
+        self.amp = _Amp(c.amp, self.device)
         self.total_steps = self._total_steps()
         self.opt_G = self._optimizer(self.G.parameters(), c.lr)
         self.opt_D = self._optimizer(self.D.parameters(), c.lr_d or c.lr)
@@ -141,8 +161,9 @@ class Trainer(Faults):
         self.step = 0  # G updates done
         self.d_steps = 0  # D updates done
         self.plugin_state: dict[str, Any] = {}
-        self.run_dir = Path(run_dir) if run_dir else choose_run_dir(c.out, c.default_name())
-        self.outputs = RunOutputs(self.run_dir)
+        # every rank uses rank 0's choice (runs/<name>-1 when runs/<name> holds a run)
+        self.run_dir = Path(run_dir) if run_dir else self.dist.broadcast(choose_run_dir(c.out, c.default_name()))
+        self.outputs = RunOutputs(self.run_dir, writer=self.dist.main)
         self._resume_state = resume_state
         self.saved_step: int | None = resume_state["step"] if resume_state else None
         self._stop_requested = self._saving = False
@@ -150,6 +171,12 @@ class Trainer(Faults):
         #: data: undone from ``_snapshot`` on failure) or "update" (weights changing)
         self._phase, self._snapshot = "idle", {}
         preflight(self)
+
+    def _training_module(self, model: nn.Module) -> nn.Module:
+        if self.dist.active and any(p.requires_grad for p in model.parameters()):
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.config.compile else model
 
     def _total_steps(self) -> int:
         c = self.config
@@ -221,14 +248,15 @@ class Trainer(Faults):
         c = self.config
         start_step, t0 = self.step, time.perf_counter()
         window_t, window_steps = t0, 0
-        with _progress(c.progress and self.step < self.total_steps) as progress:
+        with _progress(c.progress and self.dist.main and self.step < self.total_steps) as progress:
             task = progress.add_task("training", total=self.total_steps, completed=self.step, status="")
             while self.step < self.total_steps:
                 losses = self.train_step()
                 window_steps += 1
                 if c.log_every and (self.step % c.log_every == 0 or self.step == self.total_steps):
                     now = time.perf_counter()
-                    ips = window_steps * c.batch_size / max(now - window_t, 1e-9)
+                    ips = window_steps * c.batch_size / max(now - window_t, 1e-9)  # the global batch
+                    losses = self.dist.mean(losses)  # every rank logs at the same steps
                     row = {**losses, "lr": self.opt_G.param_groups[0]["lr"], "img_per_s": ips, "time": now - t0}
                     self.log_metrics(row)
                     status = " ".join(f"{k}={v:.3f}" for k, v in losses.items()) + f" | {ips:.0f} img/s"
@@ -239,7 +267,7 @@ class Trainer(Faults):
                     self.write_samples()
                 if c.ckpt_every and self.step % c.ckpt_every == 0:
                     self.save_checkpoint("last")
-                if self._stop_requested:
+                if self.dist.any(self._stop_requested):  # a signal on any rank stops every rank here
                     self.save_checkpoint("last")
                     return "interrupted"
         if self.step > start_step or not self.outputs.last.exists():
@@ -260,10 +288,14 @@ class Trainer(Faults):
         for x, y in batches:
             hook.gzoo_before_d_step(trainer=self, step=self.step)
             y_real = self.cond.real_labels(x, y) if self.cond else None
-            z, y_fake = self.latents(x.shape[0])
-            with torch.no_grad():
+            z, y_fake = self.latents(c.batch_size)
+            with torch.no_grad(), self.amp():
                 fake = G(z, y_fake)
-            loss_d = self.loss.d_loss(D(x, y_real), D(fake, y_fake))
+            with self.amp():
+                loss_d = self.loss.d_loss(self.D_train(x, y_real), self.D_train(fake, y_fake))
+            fake = fake.float()
+            # penalties on the plain D, in float32: their gradients reach D's parameters in the same
+            # backward, so DDP averages them with the loss's
             penalties = self._penalties("d", self.d_steps, D, x, fake, y_real, y_fake)
             self._update("D", D, self.opt_D, loss_d, penalties, losses)
             self.d_steps += 1
@@ -272,9 +304,10 @@ class Trainer(Faults):
         D.requires_grad_(False)
         try:
             z, y_fake = self.latents(c.batch_size)
-            fake = G(z, y_fake)
-            real_logits = D(x, y_real) if self.loss.relativistic else None  # on the last D batch
-            loss_g = self.loss.g_loss(D(fake, y_fake), real_logits)
+            with self.amp():  # G through DDP (its gradients are averaged), D plain: it is not updated here
+                fake = self.G_train(z, y_fake)
+                real_logits = D(x, y_real) if self.loss.relativistic else None  # on the last D batch
+                loss_g = self.loss.g_loss(D(fake, y_fake), real_logits)
             penalties = self._penalties("g", self.step, D, None, fake, None, y_fake)  # the same fake batch
             self._update("G", G, self.opt_G, loss_g, penalties, losses)
         finally:
@@ -298,27 +331,40 @@ class Trainer(Faults):
                 penalties: dict[str, tuple[float, Tensor]], losses: Losses) -> None:
         """The one update of D or G: the loss plus its scaled penalties, the NaN guard,
         backward, gradient clipping, the optimizer step, the regularizers' after-step hooks."""
-        total = loss + sum(scale * p for scale, p in penalties.values())
-        losses.tensors[f"loss_{who.lower()}"] = loss.detach()
+        total = loss.float() + sum(scale * p for scale, p in penalties.values())
+        losses.tensors[f"loss_{who.lower()}"] = loss.detach().float()
         losses.tensors.update({f"reg_{name}": p.detach() for name, (_, p) in penalties.items()})
         if not bool(torch.isfinite(total.detach())):  # the update's one device sync
             self._guard(losses, who)
         opt.zero_grad(set_to_none=True)
-        total.backward()
+        scaler = self.amp.scalers.get(who)  # fp16 only
+        (scaler.scale(total) if scaler else total).backward()
         if self.config.grad_clip:
+            if scaler:
+                scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
         self._phase = "update"
-        opt.step()
+        if scaler:
+            scaler.step(opt)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        else:
+            opt.step()
         for reg in self.regs.values():
             reg.after_d_step(model) if who == "D" else reg.after_g_step(model)
 
     def next_batch(self) -> tuple[Tensor, Tensor]:
-        x, y = self.data.get_batch(self.sampler.next(self.config.batch_size))
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        """This rank's slice of the next global batch (the whole batch on one process)."""
+        x, y = self.data.get_batch(self.dist.shard(self.sampler.next(self.config.batch_size)))
+        x = x.to(self.device, non_blocking=True)
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
 
     def latents(self, n: int) -> tuple[Tensor, Tensor | None]:
-        z = self.G.sample_latent(n, generator=self.z_gen)
-        y = self.cond.fake_labels(n, generator=self.z_gen).to(self.device) if self.cond else None
+        """Latents (and fake labels) for a global batch of ``n``: this rank's slice of them. Every
+        rank draws all ``n``, so the latent stream does not depend on the number of processes."""
+        z = self.dist.shard(self.G.sample_latent(n, generator=self.z_gen))
+        y = self.dist.shard(self.cond.fake_labels(n, generator=self.z_gen)).to(self.device) if self.cond else None
         return z, y
 
     def plugin_options(self, plugin: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -346,6 +392,8 @@ class Trainer(Faults):
         return generate(G, n, cond=self.cond, seed=seed, return_labels=return_labels, **options)
 
     def write_samples(self) -> Path:
+        if not self.dist.main:  # only rank 0 draws grids, runs visualizers and the sample hook
+            return self.outputs.sample_path(self.step)
         n = self.config.n_samples if len(self.image_shape) == 3 else 2500
         y = torch.arange(n) % self.num_classes if self.num_classes and len(self.image_shape) == 3 else None
         samples = self.generate(n, seed=self.grid_seed, y=y)
@@ -380,6 +428,8 @@ class Trainer(Faults):
             "cond": self.cond.state_dict() if self.cond is not None else {},
             "plugins": {},
         }
+        if self.amp.scalers:  # fp16: the gradient scalers' scales
+            state["amp_scalers"] = {k: sc.state_dict() for k, sc in self.amp.scalers.items()}
         self.pm.hook.gzoo_checkpoint_save(trainer=self, state=state)
         return state
 
@@ -402,6 +452,9 @@ class Trainer(Faults):
                 group["lr"] = base * self.lr_factor(self.step)
         if self.cond is not None:
             self.cond.load_state_dict(state.get("cond") or {})
+        for k, sc in self.amp.scalers.items():
+            if k in (state.get("amp_scalers") or {}):
+                sc.load_state_dict(state["amp_scalers"][k])
         self.pm.hook.gzoo_checkpoint_load(trainer=self, state=state)
 
     def save_checkpoint(self, tag: str = "last") -> Path:
@@ -422,6 +475,29 @@ class Trainer(Faults):
         if tag == "last":
             self.saved_step = self.step
         return path
+
+
+class _Amp:
+    """``--amp``: ``amp()`` is the autocast context of the forward passes (a no-op when off);
+    ``scalers`` holds fp16's gradient scalers for "D" and "G" (empty otherwise)."""
+
+    def __init__(self, mode: str, device: torch.device):
+        self.enabled = mode != "off"
+        self.device_type = device.type
+        self.dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        self.scalers: dict[str, Any] = {}
+        if mode == "fp16":
+            self.scalers = {who: torch.amp.GradScaler(device.type) for who in ("D", "G")}
+
+    def __call__(self) -> Any:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+def check_speed_options(c: RunConfig, device: torch.device) -> None:
+    """One line for speed options this device cannot use."""
+    if c.amp == "fp16" and device.type != "cuda":
+        raise UsageError("--amp fp16 needs a CUDA device (a gradient scaler on half precision); "
+                         "on the CPU use --amp bf16")
 
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
