@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -42,7 +43,6 @@ from .checkpoint import (
     load_checkpoint,
     nonfinite,
 )
-from . import distributed
 from .config import RunConfig, complete_for_loss, plugin_options
 from .errors import DivergenceError, UsageError
 from .faults import Faults, preflight, stop_on_signals
