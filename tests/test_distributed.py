@@ -85,10 +85,17 @@ def test_speed_option_errors_are_one_line(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("flags", [["--amp", "bf16"], ["--channels-last"]], ids=["bf16", "channels-last"])
-def test_speed_options_train_dcgan(cli, tmp_path, flags):
+DCGAN_SMALL = ["--gen-opt", "ch=8", "--disc-opt", "ch=8"]
+COC_SMALL = ["--gen", "cocgan", "--disc", "coc", "--gen-opt", "head_dim=4", "--gen-opt", "mlp_r=2",
+             "--disc-opt", "head_dim=4", "--disc-opt", "mlp_r=2"]
+
+
+@pytest.mark.parametrize("model,flags", [(DCGAN_SMALL, ["--amp", "bf16"]), (DCGAN_SMALL, ["--channels-last"]),
+                                         (COC_SMALL, ["--amp", "bf16"])],
+                         ids=["dcgan-bf16", "dcgan-channels-last", "cocgan-bf16"])
+def test_speed_options_train(cli, tmp_path, model, flags):
     out = tmp_path / "r"
-    r = cli("run", "--data", "digits", "--gen-opt", "ch=8", "--disc-opt", "ch=8", "--steps", "2", "--batch-size", "8",
+    r = cli("run", "--data", "digits", *model, "--steps", "2", "--batch-size", "8",
             "--sample-every", "0", "--quiet", "--out", out, *flags)
     assert r.exit_code == 0, r.output
     w = weights(out)

@@ -191,7 +191,7 @@ class ContextCluster(nn.Module):
         sim = best / s_norm.clamp_min(1e-12)  # cosine similarity to the most similar center
         self._remember(idx.permute(0, 3, 1, 2), h, w, M)
         wgt = torch.sigmoid(self.alpha * sim + self.beta)  # (B, RR, n, E)
-        A = torch.zeros_like(dots).scatter(-1, idx.unsqueeze(-1), wgt.unsqueeze(-1))  # (B, RR, n, E, M)
+        A = torch.zeros_like(dots).scatter(-1, idx.unsqueeze(-1), wgt.unsqueeze(-1).to(dots.dtype))  # (B, RR, n, E, M)
         A = A.view(B, R * R, hr * wr, E * M)  # one weighted non-zero per point and head
         # aggregation: sum_i w_i v(p_i) = W_v (sum_i w_i p_i) + b_v sum_i w_i
         psum = torch.matmul(A.transpose(-1, -2), pr).view(B, R * R, E, M, D)  # (B, RR, E, M, D)
@@ -225,7 +225,7 @@ class ContextCluster(nn.Module):
 
     def _bmm(self, sim: Tensor, s: Tensor, idx: Tensor, v: Tensor, v_ctr: Tensor) -> Tensor:
         wgt = torch.sigmoid(self.alpha * s + self.beta)  # (B', n)
-        assign = torch.zeros_like(sim).scatter(1, idx.unsqueeze(1), wgt.unsqueeze(1))  # (B', M, n)
+        assign = torch.zeros_like(sim).scatter(1, idx.unsqueeze(1), wgt.unsqueeze(1).to(sim.dtype))  # (B', M, n)
         g = torch.baddbmm(v_ctr, assign, v) / (1.0 + assign.sum(-1, keepdim=True))  # (B', M, d)
         return assign.transpose(1, 2) @ g  # (B', n, d): w_i * g of the point's center
 
