@@ -426,10 +426,29 @@ def test_attention_visualizer_writes_heatmaps(cli, tmp_path):
     from PIL import Image
 
     im = Image.open(png)
-    # per row: the image, gca (A and adjacency) x 2 queries, nonlocal (A) x 2 queries = 7 tiles of 32 + padding
-    assert im.size == (7 * 34 + 2, 2 * 34 + 2)
+    # per row: the image, gca (A and adjacency) x 2 queries, nonlocal (A) x 2 queries = 7 tiles,
+    # the 32-pixel images enlarged to 96 (size=96), 2 pixels of padding
+    assert im.size == (7 * 98 + 2, 2 * 98 + 2)
+    r = cli("viz", "--run", str(out), "--what", "attention", "--out", str(tmp_path / "small.png"), "--opt", "n=1",
+            "--opt", "queries=1", "--opt", "size=0")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "small.png").size == (4 * 34 + 2, 34 + 2)  # image, gca A and adjacency, nonlocal A
     plain = tmp_path / "plain"
     r = cli("run", "--gen", "dcgan", "--disc", "dcgan", "--data", "digits", "--gen-opt", "ch=8", "--disc-opt", "ch=8",
             "--steps", "1", "--batch-size", "4", "--sample-every", "0", "--quiet", "--out", str(plain))
     r = cli("viz", "--run", str(plain), "--what", "attention", "--out", str(tmp_path / "x.png"))
     assert r.exit_code == 2 and "needs a gca or nonlocal block" in r.output
+
+
+def test_heat_tile_puts_the_rows_weights_where_they_belong():
+    from gzoo_gca.viz import colormap, heat_tile
+
+    row = torch.zeros(16)
+    row[6] = 2.0  # 4x4 key grid: cell (1, 2), the row's maximum
+    row[0] = 1.0  # cell (0, 0), half of it
+    tile = heat_tile(row, (4, 4), torch.zeros(3, 32, 32), (0.75, 0.0, 0.25, 0.25))  # query cell (3, 0)
+    torch.testing.assert_close(tile[:, 12, 20], 0.65 * colormap(torch.tensor(1.0)))  # inside cell (1, 2)
+    torch.testing.assert_close(tile[:, 3, 3], 0.65 * colormap(torch.tensor(0.5)))  # inside cell (0, 0)
+    torch.testing.assert_close(tile[:, 20, 28], torch.zeros(3))  # weight 0: black over a black image
+    assert tile[:, 24, 3].tolist() == [0.0, 1.0, 1.0] and tile[:, 28, 7].tolist() == [0.0, 1.0, 1.0]  # outline
+    assert tile[:, 28, 3].tolist() != [0.0, 1.0, 1.0]  # inside the outline: the map

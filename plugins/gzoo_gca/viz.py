@@ -5,7 +5,8 @@ D (D run on that image), stage by stage, and for every query position, the query
 attention map ``A`` as a heatmap over the image; for ``gca`` blocks also the row of the
 normalised adjacency ``D~^-1/2 (A + I) D~^-1/2`` that the graph convolution uses. Each map is
 scaled to its own maximum (black = 0, yellow = the row's largest weight), enlarged to the
-image by nearest-neighbour and laid over the grey image; the query position is a cyan square.
+image by nearest-neighbour and laid over the grey image; the query's cell is outlined in cyan.
+Images smaller than ``size`` (96) pixels are enlarged first.
 Built with torch and torchvision only.
 """
 
@@ -60,23 +61,27 @@ def query_index(hw: tuple[int, int], q: tuple[float, float]) -> tuple[int, int]:
     return min(h - 1, int(q[0] * h)), min(w - 1, int(q[1] * w))
 
 
-def heat_tile(row: Tensor, key_hw: tuple[int, int], img: Tensor, query: tuple[float, float]) -> Tensor:
-    """One map: ``row`` ``(N')`` over the ``key_hw`` grid, over ``img`` ``(3, S, S)``, with the
-    query (fractions of the side) marked. Returns ``(3, S, S)``."""
+def heat_tile(row: Tensor, key_hw: tuple[int, int], img: Tensor, cell: tuple[float, float, float, float]) -> Tensor:
+    """One map: ``row`` ``(N')`` over the ``key_hw`` grid, laid over ``img`` ``(3, S, S)``, with the
+    query's cell ``(top, left, height, width)`` (fractions of the side) outlined. ``(3, S, S)``."""
     size = img.shape[-1]
     m = row.float().view(1, 1, *key_hw)
     m = m / m.max().clamp_min(1e-12)
     m = F.interpolate(m, size=(size, size), mode="nearest")[0, 0]  # (S, S)
     grey = img.mean(0, keepdim=True).expand(3, -1, -1)
     tile = 0.35 * grey + 0.65 * colormap(m).permute(2, 0, 1)
-    r, c = int(query[0] * size), int(query[1] * size)
-    d = max(1, size // 16)
-    tile[:, max(0, r - d):r + d + 1, max(0, c - d):c + d + 1] = torch.tensor([0.0, 1.0, 1.0])[:, None, None]
+    top, left = int(cell[0] * size), int(cell[1] * size)
+    bottom, right = min(size, int(round((cell[0] + cell[2]) * size))), min(size, int(round((cell[1] + cell[3]) * size)))
+    cyan = torch.tensor([0.0, 1.0, 1.0])[:, None]
+    tile[:, top, left:right] = cyan
+    tile[:, bottom - 1, left:right] = cyan
+    tile[:, top:bottom, left] = cyan
+    tile[:, top:bottom, right - 1] = cyan
     return tile
 
 
 @torch.no_grad()
-def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0) -> tuple[Tensor, int]:
+def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0, size: int = 96) -> tuple[Tensor, int]:
     """``(tiles, per_row)``: ``n`` rows of ``(3, S, S)`` tiles (image, then the maps)."""
     if not 1 <= queries <= len(QUERIES):
         raise UsageError(f"attention: queries must be 1..{len(QUERIES)}, got {queries}")
@@ -91,6 +96,8 @@ def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0
             D(x, y)
     img = ((x.float().cpu().clamp(-1, 1) + 1) / 2)
     img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img[:, :3]
+    if size > img.shape[-1]:  # enlarge small images so that the maps stay readable
+        img = F.interpolate(img, size=(size, size), mode="nearest")
     rows = []
     for s in range(n):
         tiles = [img[s]]
@@ -99,23 +106,24 @@ def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0
                 continue
             kinds = ("A", "adjacency") if isinstance(b, GCABlock) else ("A",)
             for q in QUERIES[:queries]:
-                qi, qj = query_index(b.last["hw"], q)
-                qpos = ((qi + 0.5) / b.last["hw"][0], (qj + 0.5) / b.last["hw"][1])
-                idx = qi * b.last["hw"][1] + qj
+                (h, w), (qi, qj) = b.last["hw"], query_index(b.last["hw"], q)
+                cell = (qi / h, qj / w, 1 / h, 1 / w)  # the query's cell on the image
+                idx = qi * w + qj
                 for kind in kinds:
                     mat = b.last[kind]  # (n, N, N') or (n, N, N)
-                    tiles.append(heat_tile(mat[s, idx].cpu(), b.last["key_hw"], img[s], qpos))
+                    tiles.append(heat_tile(mat[s, idx].cpu(), b.last["key_hw"], img[s], cell))
         rows.append(torch.stack(tiles))
     return torch.cat(rows), rows[0].shape[0]
 
 
-def attention(*, run: Any, out: Path, n: int = 4, queries: int = 3, seed: int = 0) -> list[Path]:
+def attention(*, run: Any, out: Path, n: int = 4, queries: int = 3, seed: int = 0, size: int = 96) -> list[Path]:
     """Heatmaps of the attention rows of every gca/nonlocal block in G and D (GCA paper, Fig. 5).
 
     Args:
         n: generated samples, one row each (a conditional G gets labels 0, 1, ...)
         queries: query positions per block (1-5: centre, then the four quarter points)
         seed: seed of the samples' latent codes
+        size: smaller images are enlarged to this side (nearest-neighbour) so the maps stay readable
     """
     from torchvision.utils import save_image
 
@@ -128,7 +136,7 @@ def attention(*, run: Any, out: Path, n: int = 4, queries: int = 3, seed: int = 
     try:
         for m, _ in modes:
             m.eval()
-        tiles, per_row = attention_figure(G, D, n=n, queries=queries, seed=seed)
+        tiles, per_row = attention_figure(G, D, n=n, queries=queries, seed=seed, size=size)
     finally:
         for m, was in modes:
             m.train(was)
