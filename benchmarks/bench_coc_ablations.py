@@ -79,6 +79,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                           {"gen": "cocgan", "disc": "dcgan", "gen_opt": dict(DEFAULTS["gen_opt"])}),
     "dcgan-vs-coc-d": ("diagnostic: DCGAN's generator against gzoo's default CoC discriminator",
                        {"gen": "dcgan", "disc": "coc", "disc_opt": dict(DEFAULTS["disc_opt"])}),
+    "default-lr-d-5e-5": ("the defaults with D's learning rate at a quarter of G's (5e-5)", {**DEFAULTS, "lr_d": 5e-5}),
+    "default-r1": ("the defaults with a lazy R1 penalty on D (weight 1, every 16 steps)",
+                   {**DEFAULTS, "reg": ["r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
 }
 LOSSES = {"nonsaturating": ("nonsaturating", [], "adam"), "wgan": ("wgan", ["clip"], "rmsprop")}
 
@@ -110,7 +113,7 @@ def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: 
     torch.set_num_threads(1)
     name, regs, optimizer = LOSSES[loss]
     s = settings(variant)
-    combo = Combo(s.pop("gen"), s.pop("disc"), name, regs, optimizer, gen_opt=s.pop("gen_opt"),
+    combo = Combo(s.pop("gen"), s.pop("disc"), name, [*regs, *s.pop("reg", [])], optimizer, gen_opt=s.pop("gen_opt"),
                   disc_opt=s.pop("disc_opt"), cond=s.pop("cond", None))
     row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, workdir / f"{variant}-{loss}", lr=lr,
                             **s)
