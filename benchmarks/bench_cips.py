@@ -98,7 +98,9 @@ def part_panorama(args: argparse.Namespace) -> None:
     combo = Combo("cips", "resnet", "nonsaturating", reg=["r1"], gen_opt={**CIPS_GEN, "panorama": K},
                   disc_opt=CIPS_DISC)
     print(f"[{time.strftime('%H:%M:%S')}] cylindrical CIPS (panorama={K}): {args.steps} steps", flush=True)
-    row = run_one(combo, DATA, SEED, args.steps, BATCH, args.n_eval, work, data_opt=DATA_OPT, **cips_settings())
+    # its own folder: run_one names runs by components and seed, and would replace the quality run
+    row = run_one(combo, DATA, SEED, args.steps, BATCH, args.n_eval, work / "panorama", data_opt=DATA_OPT,
+                  **cips_settings())
     G = load_run(row["run"]).generator(True)
     width = K * 32
     g = torch.Generator().manual_seed(SEED)
@@ -194,12 +196,16 @@ def report() -> None:
         table = [[r["label"], *[f"{r[m]:.3f}" for m in metrics], f"{r['img_per_s']:.0f}",
                   f"{r['params_G'] / 1e3:.0f}k / {r['params_D'] / 1e3:.0f}k"] for r in q["rows"]]
         cips = next(r for r in q["rows"] if "CIPS" in r["label"])
+        st = cips["settings"]
         md = (f"`cips + resnet` vs `dcgan + dcgan` on Fashion-MNIST 32x32: {q['steps']} steps, batch {BATCH}, "
-              f"seed {SEED}, non-saturating loss for both; DCGAN with Adam 2e-4 (0.5, 0.999), CIPS with the "
-              f"cips-small training settings {cips['settings']} and models gen_opt={CIPS_GEN}, "
-              f"disc_opt={CIPS_DISC}. Metrics on {cips.get('n', 'the')} samples of the EMA generator (CIPS) / "
-              "the generator (DCGAN) against the test split, LeNet features. images/s: training throughput "
-              "at one thread.\n\n"
+              f"seed {SEED} (one seed), non-saturating loss for both. DCGAN: its defaults (ch 32), Adam 2e-4 "
+              f"(0.5, 0.999), no EMA. CIPS: the cips-small recipe, Adam {st['lr']} (D {st['lr_d']:.5f}) betas "
+              f"{tuple(st['betas'])}, lazy R1 {st['reg_opt']['r1']}, EMA {st['ema']:.5f}; gen_opt={CIPS_GEN}, "
+              f"resnet disc_opt={CIPS_DISC}. Each model is trained with its own recipe, so the table compares "
+              "recipes (G, D, regulariser, optimiser and EMA together), not generators alone. Metrics on "
+              f"{cips.get('n', 'the')} samples (CIPS: the EMA generator) against the test split, LeNet features. "
+              "images/s: training throughput at one thread on a shared 2-core machine (both runs under similar "
+              "load, one after the other).\n\n"
               f"Command: `{q['command']}`\n\n"
               + markdown_table(["model", *metrics, "images/s", "params G / D"], table))
         md += "\n\nCIPS samples at the training resolution (32x32) and the same latents at 4x (128x128, in chunks):\n\n"

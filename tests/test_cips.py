@@ -112,6 +112,9 @@ def test_chunks_in_any_order_equal_full_synthesis(name, opts):
     from gzoo_cips.layers import latent_seeds
 
     pos, grid_idx, pix, (h, w) = G.coordinates(**opts)
+    part = G.coordinates(**opts, start=4, stop=11)  # what one chunk builds: a slice of the whole
+    assert torch.equal(part[0], pos[:, 4:11]) and torch.equal(part[2], pix[:, 4:11])
+    assert (part[1] is None) == (grid_idx is None) and (part[1] is None or torch.equal(part[1], grid_idx[:, 4:11]))
     order = torch.randperm(pos.shape[1], generator=torch.Generator().manual_seed(3))
     out = torch.full((3, pos.shape[1], G.channels), float("nan"))
     with torch.no_grad():

@@ -341,9 +341,11 @@ class CIPSGenerator(Generator):
 
     # -- sampling on any coordinate set ---------------------------------------------------------------
     def coordinates(self, *, resolution: Any = None, crop: Any = None, region: Any = None,
-                    panorama: Any = None) -> tuple[Tensor, Tensor | None, Tensor, tuple[int, int]]:
+                    panorama: Any = None, start: int = 0,
+                    stop: int | None = None) -> tuple[Tensor, Tensor | None, Tensor, tuple[int, int]]:
         """The coordinate set of the sampling options: ``(pos (1, P, 2), grid_idx or None,
-        pix_idx (1, P), (h, w))``. See :meth:`synthesize` for the options."""
+        pix_idx (1, P), (h, w))``, for the output pixels ``start:stop`` in row-major order (default:
+        all), so chunks never build the whole image's coordinates. See :meth:`synthesize`."""
         res = parse_resolution(resolution)
         box = parse_crop(crop)
         reg = parse_region(region)
@@ -361,12 +363,10 @@ class CIPSGenerator(Generator):
         if box is not None and (top + ch > h or (left + cw > w and pano is None)):
             raise UsageError(f"crop {top},{left},{ch},{cw} reaches outside the {h}x{w} image "
                              "(only a panorama's crop may wrap around horizontally)")
-        rows = torch.arange(top, top + ch, device=dev)
-        cols = torch.arange(left, left + cw, device=dev)
+        k = torch.arange(start, ch * cw if stop is None else min(stop, ch * cw), device=dev)[None]
+        ii, jj = top + k // cw, left + k % cw
         if pano is not None:
-            cols = cols % w
-        ii, jj = torch.meshgrid(rows, cols, indexing="ij")
-        ii, jj = ii.reshape(1, -1), jj.reshape(1, -1)
+            jj = jj % w
         pix_idx = ii * w + jj
         x0, y0, x1, y1 = reg if reg is not None else (-1.0, -1.0, 1.0, 1.0)
         ys = torch.linspace(y0, y1, h, device=dev) if h > 1 else \
@@ -399,20 +399,20 @@ class CIPSGenerator(Generator):
           bounded by the chunk, plus the output); the result equals full synthesis.
         """
         n_chunk = _positive_int(chunk, "chunk", "a number of pixels per chunk (a positive integer)")
-        pos, grid_idx, pix_idx, (h, w) = self.coordinates(resolution=resolution, crop=crop, region=region,
-                                                          panorama=panorama)
+        opts = {"resolution": resolution, "crop": crop, "region": region, "panorama": panorama}
+        h, w = self.coordinates(**opts, stop=0)[3]  # checks the options, builds nothing
         wstyle = self.style(z, y)
         seeds = latent_seeds(z)
         styles = self.layer_styles(wstyle)
-        P = pos.shape[1]
+        P = h * w
         if n_chunk is None or n_chunk >= P:
+            pos, grid_idx, pix_idx, _ = self.coordinates(**opts)
             rgb = self.pixels(wstyle, seeds, pos, grid_idx, pix_idx, styles)
             return rgb.transpose(1, 2).reshape(z.shape[0], -1, h, w)
         out = torch.empty(z.shape[0], self.channels, P, device=z.device, dtype=wstyle.dtype)
-        for a in range(0, P, n_chunk):
-            sl = slice(a, a + n_chunk)
-            gi = None if grid_idx is None else grid_idx[:, sl]
-            out[:, :, sl] = self.pixels(wstyle, seeds, pos[:, sl], gi, pix_idx[:, sl], styles).transpose(1, 2)
+        for a in range(0, P, n_chunk):  # each chunk's coordinates are built for it alone
+            pos, grid_idx, pix_idx, _ = self.coordinates(**opts, start=a, stop=a + n_chunk)
+            out[:, :, a : a + n_chunk] = self.pixels(wstyle, seeds, pos, grid_idx, pix_idx, styles).transpose(1, 2)
         return out.reshape(z.shape[0], -1, h, w)
 
     def sample(self, n: int, y: Tensor | None = None, *, generator: torch.Generator | None = None,
