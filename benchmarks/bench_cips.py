@@ -176,7 +176,9 @@ def report() -> None:
         for r in mem["rows"]:
             mode = "full" if r["chunk"] == 0 else f"chunks of {r['chunk']}"
             if "predicted_bytes" in r:
-                table.append([f"{r['side']}²", mode, f"~{_gib(r['predicted_bytes'])} (predicted, not run)", "-", "-"])
+                base = min(x["base_bytes"] for x in mem["rows"] if "base_bytes" in x)
+                table.append([f"{r['side']}²", mode, f"~{_gib(base + r['predicted_bytes'])} (predicted, not run)",
+                              f"~{_gib(r['predicted_bytes'])} (predicted)", "-"])
             else:
                 table.append([f"{r['side']}²", mode, _gib(r["peak_bytes"]), _gib(r["peak_bytes"] - r["base_bytes"]),
                               f"{r['seconds']:.1f}"])
@@ -185,7 +187,9 @@ def report() -> None:
               "untrained weights (memory and time do not depend on them). Peak RSS is the process's "
               "`ru_maxrss` (Python and torch included), one fresh subprocess per case; growth is peak minus "
               "the same process's RSS before the synthesis. The output image itself (3 x side² float32: "
-              "12 MiB at 1024², 192 MiB at 4096²) is part of every row.\n\n"
+              "12 MiB at 1024², 192 MiB at 4096²) is part of every row. Full synthesis is run only while the "
+              "growth predicted from the previous size (bytes per pixel) stays under 6 GiB; the 4096² prediction "
+              "would leave this 23 GB machine without memory.\n\n"
               f"Command: `{mem['command']}`\n\n"
               + markdown_table(["image", "synthesis", "peak RSS (GiB)", "growth (GiB)", "seconds"], table))
         write_section("cips-memory", md)
@@ -219,7 +223,9 @@ def report() -> None:
             md += (f"\n{r['label']}, trained {p['steps']} steps with the same settings (`{p['command']}`): "
                    f"one turn of {r['panorama_width']} columns and half a turn more, so the seam sits at column "
                    f"{r['panorama_width']}; largest difference between the repeated columns and the first ones: "
-                   f"{r['seam_max_abs']:.2g}. FID of its 32x32 views: {r['fid_lenet']:.3f}.\n\n"
+                   f"{r['seam_max_abs']:.2g}. FID of its 32x32 views: {r['fid_lenet']:.3f}: at this budget the "
+                   "cylindrical model has not learnt garments (blobs and pixel noise; docs/cips.md says why "
+                   "Fashion-MNIST suits a cylinder badly). The picture shows the seam closing, not quality.\n\n"
                    + publish_picture(r["grid_panorama"], "cips-panorama.png", "CIPS panorama") + "\n")
         write_section("cips-quality", md)
 
