@@ -113,10 +113,9 @@ def _positive_int(value: Any, what: str, fmt: str) -> int | None:
 
 
 class CIPSGenerator(Generator):
-    """CIPS: conditionally-independent pixel synthesis with Fourier features, coordinate
-    embeddings and activation-side modulated fully-connected layers (pure PyTorch).
+    """CIPS: every pixel from its coordinates and z by modulated fully-connected layers.
 
-    Per pixel: Fourier features ``sin(B [x, y] + b)`` (``B`` SIREN-initialised, learnable)
+    Pure PyTorch, no convolution or attention; modulation acts on the activations. Per pixel: Fourier features ``sin(B [x, y] + b)`` (``B`` SIREN-initialised, learnable)
     concatenated with a learned coordinate embedding, then ``depth`` ModFC layers modulated by
     the mapping network's style ``w``; ``variant=skip`` (the paper's default) sums a modulated
     to-RGB of every second layer, ``variant=res`` (CIPSres) pairs layers into residual blocks
@@ -494,10 +493,11 @@ def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
 
 
 class ResNetDiscriminator(Discriminator):
-    """StyleGAN2's residual discriminator in pure PyTorch: from-RGB, residual blocks that
-    halve the resolution with blurred strided convolutions, minibatch standard deviation
-    (group 4), a 3x3 convolution, and a fully-connected layer to the features; projection
-    (or multihead) conditional head. Equalised learning rate throughout.
+    """StyleGAN2's residual discriminator (blurred downsampling, minibatch stddev), pure PyTorch.
+
+    From-RGB, residual blocks that halve the resolution with blurred strided convolutions,
+    minibatch standard deviation (group 4), a 3x3 convolution, and a fully-connected layer to the
+    features; projection (or multihead) conditional head. Equalised learning rate throughout.
 
     Resolution stages (blocks insert with ``insert=BLOCK@RES``): the from-RGB stage at the
     input size, then one stage per residual block at its output size; blocks halve the sides
