@@ -185,6 +185,9 @@ def test_training_grid_resolution_region_and_crop_agree():
     assert torch.equal(G.synthesize(z, resolution="12x16"), img)
     assert torch.equal(G.sample(2, generator=torch.Generator().manual_seed(0), resolution="12x16"),
                        G.sample(2, generator=torch.Generator().manual_seed(0), chunk=17))
+    # options draw the same latents as plain sampling: the same seed gives the same images
+    assert torch.equal(G.sample(2, generator=torch.Generator().manual_seed(0), resolution="12x16"),
+                       G.sample(2, generator=torch.Generator().manual_seed(0)))
     # the interpolated path (region = the training canvas) reads the embeddings where they are
     assert torch.allclose(G.synthesize(z, region="-1,-1,1,1"), img, atol=1e-5)
     assert torch.equal(G.synthesize(z, crop="3,4,5,6"), img[:, :, 3:8, 4:10])
@@ -296,6 +299,13 @@ def test_resnet_stages_and_block_insertion(shape, stages):
     assert len(D2.stages[1].after) == 1 and D2(x).shape == (4,)
     with pytest.raises(UsageError, match="valid resolutions"):
         gzoo.create("discriminator", "resnet", image_shape=shape, ch=8, insert="context-cluster@5")
+
+
+def test_resnet_trains_against_another_generator(cli, tmp_path):
+    r = cli("run", "--gen", "dcgan", "--disc", "resnet", "--loss", "hinge", "--data", "digits", "--gen-opt", "ch=8",
+            "--disc-opt", "ch=8", "--cond", "labels", "--steps", "2", "--batch-size", "8", "--sample-every", "0",
+            "--quiet", "--threads", "1", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
 
 
 def test_minibatch_stddev_matches_a_loop():
