@@ -178,11 +178,12 @@ def generate_batches(
         G.eval()
         try:
             with torch.no_grad():
-                z = G.sample_latent(b, generator=g)
-                if options:
-                    x = G.sample(b, None if yb is None else yb.to(z.device), generator=g, **options)
+                dev = next(G.parameters()).device
+                yd = None if yb is None else yb.to(dev)
+                if options:  # G.sample draws the latents itself, as the plain path below does
+                    x = G.sample(b, yd, generator=g, **options)
                 else:
-                    x = G(z, None if yb is None else yb.to(z.device))
+                    x = G(G.sample_latent(b, generator=g), yd)
         finally:
             G.train(was)
         yield x.float().cpu(), (None if yb is None else yb.cpu())

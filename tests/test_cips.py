@@ -366,6 +366,13 @@ def test_train_then_sample_at_twice_the_resolution_in_chunks_and_as_a_panorama(c
     r = cli("sample", "--run", flat, "--n", "3", "--out", tmp_path / "whole.pt", "--opt", "resolution=56",
             "--threads", "1")
     assert torch.allclose(torch.load(tmp_path / "whole.pt"), big, atol=1e-5)  # chunks = full synthesis
+    # sampling options keep the latents of plain sampling: at the training size, the same images
+    r = cli("sample", "--run", flat, "--n", "3", "--out", tmp_path / "plain.pt", "--threads", "1")
+    assert r.exit_code == 0, r.output
+    r = cli("sample", "--run", flat, "--n", "3", "--out", tmp_path / "same.pt", "--opt", "resolution=28",
+            "--opt", "chunk=100", "--threads", "1")
+    assert r.exit_code == 0, r.output
+    assert torch.allclose(torch.load(tmp_path / "same.pt"), torch.load(tmp_path / "plain.pt"), atol=1e-5)
     r = cli("sample", "--run", flat, "--n", "2", "--out", tmp_path / "x.png", "--opt", "resolution=7x9x3")
     assert r.exit_code == 2 and "resolution must be" in r.output and len(r.output.strip().splitlines()) == 1
     r = cli("sample", "--run", flat, "--n", "2", "--out", tmp_path / "x.png", "--opt", "panorama=100")
