@@ -2,7 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/_dist_worker.py MODE OUT
 
-MODE ``selfcond``: trains a self-conditioned run that reclusters, then every rank saves its
+MODE ``selfcond``: trains a self-conditioned WGAN-GP run that reclusters, then every rank saves its
 conditioner's state to ``OUT/cond-rank<R>.pt``. MODE ``fail``: rank 1 raises at step 2.
 """
 
@@ -34,7 +34,8 @@ def main() -> None:
                   batch_size=16, sample_every=0, ckpt_every=0, progress=False, out=str(out / "run"))
     pm = get_plugin_manager()
     if mode == "selfcond":
-        config = RunConfig(**common, cond="selfcond", steps=5,
+        # with WGAN-GP: the penalty's double backward runs under DDP too
+        config = RunConfig(**common, cond="selfcond", steps=5, loss="wgan", reg=["gp"],
                            cond_opt={"k": 4, "subset": 200, "recluster_every": 2})
         trainer = Trainer(config, pm=pm)
         trainer.fit()

@@ -133,6 +133,7 @@ def test_two_process_run_writes_once_and_resumes_on_one_process(tmp_path):
 
 
 def test_selfcond_cluster_state_is_identical_on_every_rank(tmp_path):
+    """Self-conditioned WGAN-GP on 2 ranks: both hold the same clusters (and the same frozen D)."""
     r = torchrun(2, str(WORKER), "selfcond", str(tmp_path), module=False)
     assert r.returncode == 0, r.stderr
     s0, s1 = (torch.load(tmp_path / f"cond-rank{i}.pt", weights_only=False) for i in (0, 1))
