@@ -140,7 +140,7 @@ def bench_pairs(args: argparse.Namespace) -> None:
     md = markdown_table(["generator", "discriminator", "size", "train img/s", "params G", "params D"], rows)
     write_section("scale-pairs", (
         "## Every registered G/D pair at its default options\n\n"
-        f"One process, {args.threads} threads, batch {args.batch_size}, digits at 28x28 (32x32 where a model takes "
+        f"One process, {args.threads} thread(s), batch {args.batch_size}, digits at 28x28 (32x32 where a model takes "
         f"no 28: the first that builds), images/s over the second half of {args.pair_steps} steps. `-`: the pair "
         "cannot train on images of these sizes (e.g. a model for 32/64 px only against one for 28). Measured in "
         f"one run, one pair after the other ({time.strftime('%Y-%m-%d')}).\n\n{md}\n\nCommand: `{command_line()}`"))
