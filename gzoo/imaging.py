@@ -20,6 +20,15 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Path:
     return path
 
 
+def figure_inputs(G: torch.nn.Module, D: torch.nn.Module | None, n: int, seed: int = 0) -> tuple[Tensor, Tensor | None]:
+    """Latents ``(n, latent_dim)`` and labels for a visualizer's ``n`` samples, reproducible from
+    ``seed``: classes ``0, 1, ...`` in turn when G (or else D) is conditional, otherwise None."""
+    z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed))  # (n, latent_dim)
+    k = getattr(G, "num_classes", 0) or (getattr(D, "num_classes", 0) if D is not None else 0)
+    y = torch.arange(n, device=z.device) % k if k else None
+    return z, y
+
+
 def palette(k: int, *, saturation: float = 0.8, values: tuple[float, ...] = (0.65, 0.9)) -> Tensor:
     """``k`` distinct colours ``(k, 3)`` in [0, 1]: golden-ratio hues, brightness cycling
     through ``values`` (two levels tell neighbouring hues apart)."""

@@ -50,6 +50,17 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
     return CliResult(code, out, err)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    models of many small ops do not wait on OpenMP partners when the machine is shared, and
+    their numerics do not depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def cli():
     return invoke

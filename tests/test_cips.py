@@ -18,13 +18,7 @@ from gzoo_cips.layers import ModFC, pixel_noise
 from gzoo_cips.models import CIPSGenerator, ResNetDiscriminator, minibatch_stddev
 from gzoo_cips.plugin import ema_decay
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: small generators covering every structural option

@@ -29,15 +29,7 @@ from gzoo_coc.points import (
     overlap_window,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models run many small ops: one thread avoids waiting on OpenMP partners when the
-    machine is shared (and keeps the numerics independent of the thread count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = ["--gen-opt", "head_dim=4", "--gen-opt", "mlp_r=2", "--disc-opt", "head_dim=4", "--disc-opt", "mlp_r=2"]

@@ -23,12 +23,7 @@ from gzoo_gca.models import SAGANDiscriminator, SAGANGenerator
 SHAPES = [(8, 4, 4), (16, 8, 8), (32, 6, 10), (3, 5, 7)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _perturb(block: nn.Module) -> None:

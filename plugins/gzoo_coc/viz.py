@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gzoo.errors import UsageError
-from gzoo.imaging import palette
+from gzoo.imaging import figure_inputs, palette
 
 from .cluster import ContextCluster, cluster_map, recording
 
@@ -36,10 +36,7 @@ def colour_clusters(ids: Tensor, size: int) -> Tensor:
 def cluster_figure(G: Any, D: Any, n: int = 4, seed: int = 0) -> Tensor:
     """``(n * (1 + blocks), 3, S, S)`` tiles, sample by sample: the image, then its cluster maps."""
     D = D if has_context_clusters(D) else None
-    z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed))  # (n, latent_dim)
-    y = torch.arange(n, device=z.device) % G.num_classes if G.num_classes else None
-    if D is not None and getattr(D, "num_classes", 0) and y is None:
-        y = torch.arange(n, device=z.device) % D.num_classes
+    z, y = figure_inputs(G, D, n, seed)  # (n, latent_dim), labels 0, 1, ... when conditional
     with recording(G, D) as mixers:
         x = G(z, y)  # (n, C, S, S)
         if D is not None:

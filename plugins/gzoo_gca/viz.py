@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gzoo.errors import UsageError
+from gzoo.imaging import figure_inputs
 
 from .blocks import ATTENTION_BLOCKS, GCABlock
 
@@ -86,10 +87,7 @@ def attention_figure(G: Any, D: Any, n: int = 4, queries: int = 3, seed: int = 0
     if not 1 <= queries <= len(QUERIES):
         raise UsageError(f"attention: queries must be 1..{len(QUERIES)}, got {queries}")
     D = D if attention_blocks(D) else None
-    z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed))  # (n, latent_dim)
-    y = torch.arange(n, device=z.device) % G.num_classes if G.num_classes else None
-    if D is not None and getattr(D, "num_classes", 0) and y is None:
-        y = torch.arange(n, device=z.device) % D.num_classes
+    z, y = figure_inputs(G, D, n, seed)  # (n, latent_dim), labels 0, 1, ... when conditional
     with recording(G, D) as blocks:
         x = G(z, y)  # (n, C, S, S)
         if D is not None:
