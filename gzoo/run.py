@@ -34,7 +34,7 @@ from .checkpoint import (  # noqa: F401  (re-exported: ``from gzoo.run import lo
 )
 from .config import RunConfig
 from .errors import CheckpointError, GzooError, ShapeError, UsageError, one_line
-from .interfaces import Discriminator, Generator
+from .interfaces import Discriminator, Generator, _device_of
 
 
 @dataclass
@@ -178,8 +178,7 @@ def generate_batches(
         G.eval()
         try:
             with torch.no_grad():
-                dev = next(G.parameters()).device
-                yd = None if yb is None else yb.to(dev)
+                yd = None if yb is None else yb.to(_device_of(G))  # where sample_latent puts z
                 if options:  # G.sample draws the latents itself, as the plain path below does
                     x = G.sample(b, yd, generator=g, **options)
                 else:
