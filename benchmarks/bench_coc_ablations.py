@@ -82,6 +82,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-lr-d-5e-5": ("the defaults with D's learning rate at a quarter of G's (5e-5)", {**DEFAULTS, "lr_d": 5e-5}),
     "default-r1": ("the defaults with a lazy R1 penalty on D (weight 1, every 16 steps)",
                    {**DEFAULTS, "reg": ["r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
+    "default-d-small": ("the defaults with D's blocks halved (`head_dim=16`, `mlp_r=4`)",
+                        {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "head_dim": 16, "mlp_r": 4}}),
+    "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
+                     {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }
 LOSSES = {"nonsaturating": ("nonsaturating", [], "adam"), "wgan": ("wgan", ["clip"], "rmsprop")}
 

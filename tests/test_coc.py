@@ -25,6 +25,7 @@ from gzoo_coc.points import (
     PointIncreaser,
     PointReducer,
     coordinates,
+    even_window,
     image_to_points,
     overlap_window,
 )
@@ -229,6 +230,64 @@ def test_overlap_point_reducer_matches_direct_computation(h, w, r):
     torch.testing.assert_close(out, conv.flatten(2).transpose(1, 2), atol=1e-12, rtol=1e-10)
 
 
+def direct_even_reducer(red: PointReducer, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Anchor by anchor: the k x k window centred on the anchor's r x r cell (rows and columns
+    r*a - (k-r)/2 .. r*a - (k-r)/2 + k - 1), row-major, zeros outside the lattice, concatenated,
+    then the linear layer. For r <= 2 the window is exactly the k*k lattice points nearest to
+    the cell's centre (checked by sorting distances)."""
+    r, k, d = red.r, red.k, p.shape[-1]
+    lat = p.view(p.shape[0], h, w, d)
+    out = []
+    for a in range(h // r):
+        for b in range(w // r):
+            y0, x0 = r * a - (k - r) // 2, r * b - (k - r) // 2
+            window = [(y0 + dy, x0 + dx) for dy in range(k) for dx in range(k)]
+            if r <= 2:
+                cy, cx = r * a + (r - 1) / 2, r * b + (r - 1) / 2  # the cell's centre
+                span = range(-k, max(h, w) + k)
+                cand = sorted(((y - cy) ** 2 + (x - cx) ** 2, y, x) for y in span for x in span)
+                assert cand[k * k - 1][0] < cand[k * k][0]  # the k*k nearest are well defined ...
+                assert sorted((y, x) for _, y, x in cand[:k * k]) == window  # ... and are the window
+            pts = [lat[:, y, x] if 0 <= y < h and 0 <= x < w else torch.zeros_like(lat[:, 0, 0]) for y, x in window]
+            out.append(red.fc(torch.cat(pts, 1)))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("h,w,r", [(4, 4, 2), (6, 4, 2), (3, 3, 1), (6, 6, 3), (8, 4, 4)])
+def test_even_point_reducer_reads_the_nearest_points_and_covers_the_lattice_evenly(h, w, r):
+    torch.manual_seed(6)
+    red = PointReducer(3, 4, r, mode="even").double()
+    assert red.k == even_window(r) and red.k % r == 0 and red.k > r
+    assert (even_window(1), even_window(2), even_window(3), even_window(4)) == (3, 4, 9, 8)
+    p = torch.randn(2, h * w, 3, dtype=torch.float64, requires_grad=True)
+    out, h2, w2 = red(p, h, w)
+    assert (h2, w2) == (h // r, w // r) and out.shape == (2, h2 * w2, 4)
+    torch.testing.assert_close(out, direct_even_reducer(red, p, h, w), atol=1e-12, rtol=1e-10)
+    # how many anchors read each point: (k/r)^2 for every point away from the border, where
+    # the official 3x3 stride-2 windows alternate between 1 and 2 a side (checked below)
+    ones = torch.ones(1, h * w, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        red.fc.weight.fill_(1.0)
+        red.fc.bias.zero_()
+    (grad,) = torch.autograd.grad(red(ones, h, w)[0].sum(), ones)
+    reads = grad[0, :, 0].view(h, w) / red.fc.out_features
+    m = red.k // 2  # the border: windows there reach outside the lattice
+    inner = reads[m:h - m, m:w - m]
+    if inner.numel():
+        assert torch.all(inner == (red.k // r) ** 2)
+
+
+def test_official_overlap_reducer_reads_points_unevenly():
+    """The reason for ``even``: 3x3 windows at stride 2 read alternate rows once and twice."""
+    red = PointReducer(1, 1, 2, mode="overlap").double()
+    with torch.no_grad():
+        red.fc.weight.fill_(1.0)
+        red.fc.bias.zero_()
+    ones = torch.ones(1, 64, 1, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(red(ones, 8, 8)[0].sum(), ones)
+    assert grad.view(8, 8)[2:6, 2:6].tolist() == [[1, 2, 1, 2], [2, 4, 2, 4], [1, 2, 1, 2], [2, 4, 2, 4]]
+
+
 def test_cell_point_reducer_is_unchanged_and_reads_no_neighbours():
     red = PointReducer(3, 4, 2)
     assert red.mode == "cell" and red.k == 2 and red.fc.in_features == 12
@@ -393,8 +452,12 @@ def test_reducer_and_increaser_options():
     assert x.shape == (2, 1, 28, 28) and D(x).shape == (2,)
     D(x).sum().backward()
     assert all(p.grad is not None for p in G.parameters())
-    with pytest.raises(UsageError, match="unknown value 'conv'"):
+    with pytest.raises(UsageError, match="unknown value 'conv'; valid: cell, overlap, even"):
         gzoo.create("discriminator", "coc", reducer="conv", **kw)
+    D = gzoo.create("discriminator", "coc", reducer="cell,even,even,even", **kw)
+    assert [red.k for red in D.reducers] == [2, 4, 3, 3] and D(x).shape == (2,)
+    with pytest.raises(UsageError, match="unknown value 'even'; valid: cell, overlap "):
+        gzoo.create("generator", "cocgan", increaser="even", **kw)  # reducers only
     with pytest.raises(UsageError, match="lists 2 values for 3 stages"):
         gzoo.create("generator", "cocgan", increaser="cell,overlap", **kw)
 

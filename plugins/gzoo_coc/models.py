@@ -83,7 +83,14 @@ from gzoo.errors import ShapeError, UsageError
 from gzoo.interfaces import Discriminator, Generator
 
 from .cluster import ClusterBlock, PointGroupNorm, check_init, official_init_
-from .points import MODES, PointIncreaser, PointReducer, image_to_points, points_to_image
+from .points import (
+    MODES,
+    REDUCER_MODES,
+    PointIncreaser,
+    PointReducer,
+    image_to_points,
+    points_to_image,
+)
 
 
 @dataclass(frozen=True)
@@ -127,15 +134,15 @@ TABLE1_OPTIONS = {"gen_opt": {"stages": "table1", "increaser": "cell", "init": "
                   "disc_opt": {"reducer": "cell", "init": "torch"}}
 
 
-def parse_modes(text: str, n: int, option: str, owner: str) -> list[str]:
+def parse_modes(text: str, n: int, option: str, owner: str, valid: tuple[str, ...] = MODES) -> list[str]:
     """``"cell"``, ``"overlap"`` or a comma list of them, one per stage -> ``n`` modes; ``""`` is
     the official Context Clusters layout: a non-overlapping cell first, overlapping after."""
     if not str(text).strip():
         return ["cell"] + ["overlap"] * (n - 1)
     modes = [m.strip() for m in str(text).split(",")]
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in valid]
     if bad:
-        raise UsageError(f"{owner} option {option}: unknown value {bad[0]!r}; valid: {', '.join(MODES)} "
+        raise UsageError(f"{owner} option {option}: unknown value {bad[0]!r}; valid: {', '.join(valid)} "
                          "(one for every stage, or a comma list with one per stage)")
     if len(modes) == 1:
         return modes * n
@@ -234,10 +241,13 @@ class CoCDiscriminator(Discriminator):
         init: initialisation of every block's MLP and of the head's linear layer: "official"
             (the official Context Clusters code's truncated normal, std 0.02, zero biases) or
             "torch" (PyTorch's default)
-        reducer: Point Reducers: "cell" (each anchor reads its r x r cell) or "overlap" (the
+        reducer: Point Reducers: "cell" (each anchor reads its r x r cell), "overlap" (the
             official code's overlapping neighbourhoods: 3x3 around every r-th point for r <= 2,
-            zero padding); one value for every stage or a comma list, one per stage; "" = the
-            official layout: "cell" for the first stage, "overlap" for the others
+            zero padding; at stride 2 alternate rows are read once and twice) or "even" (each
+            anchor reads the 2r x 2r window centred on its cell, the 16 nearest points at
+            r = 2, so every point is read by 4 anchors); one value for every stage or a comma
+            list, one per stage; "" = the official layout: "cell" for the first stage,
+            "overlap" for the others
         drop_path: stochastic depth (timm's DropPath) of the blocks' residual branches, rising
             linearly from 0 at the first block to this rate at the last, as in the official
             code (0 = off, the default)
@@ -257,7 +267,7 @@ class CoCDiscriminator(Discriminator):
         self.specs = parse_stages(stages)
         total = sum(s.depth for s in self.specs)  # the official "stochastic depth decay rule"
         rates = [drop_path * i / max(total - 1, 1) for i in range(total)]
-        self.reducer_modes = parse_modes(reducer, len(self.specs), "reducer", "coc")
+        self.reducer_modes = parse_modes(reducer, len(self.specs), "reducer", "coc", REDUCER_MODES)
         side, dim = size, c + 2  # points carry colour and coordinates
         self.reducers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
         for s, mode in zip(self.specs, self.reducer_modes, strict=True):

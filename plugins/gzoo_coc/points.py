@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from gzoo.errors import UsageError
 
-MODES = ("cell", "overlap")
+MODES = ("cell", "overlap")  #: Point Increaser modes
+REDUCER_MODES = ("cell", "overlap", "even")  #: Point Reducer modes
 
 
 def coordinates(h: int, w: int, device: torch.device | None = None) -> Tensor:
@@ -51,9 +52,9 @@ def points_to_image(p: Tensor, h: int, w: int) -> Tensor:
     return p.transpose(1, 2).reshape(p.shape[0], p.shape[2], h, w)
 
 
-def check_mode(mode: str, what: str) -> str:
-    if mode not in MODES:
-        raise UsageError(f"unknown {what} {mode!r}; valid: {', '.join(MODES)}")
+def check_mode(mode: str, what: str, valid: tuple[str, ...] = MODES) -> str:
+    if mode not in valid:
+        raise UsageError(f"unknown {what} {mode!r}; valid: {', '.join(valid)}")
     return mode
 
 
@@ -64,17 +65,26 @@ def overlap_window(r: int) -> int:
     return r + 1 + r % 2
 
 
-def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int) -> Tensor:
+def even_window(r: int) -> int:
+    """Side of the even reducer's window at rate ``r``: the smallest multiple of ``r`` above
+    ``r`` that can be centred on an ``r x r`` cell (``2r`` for even ``r``, ``3r`` for odd), so
+    that every point is read by the same number of anchors, ``(k/r)^2``."""
+    return 2 * r if r % 2 == 0 else 3 * r
+
+
+def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int, pad: int | None = None) -> Tensor:
     """The ``k x k`` neighbourhood of every anchor, concatenated point by point.
 
     Anchors sit at lattice points ``(stride*a, stride*b)``; the window is centred on the
-    anchor (``k`` odd) and reads zeros outside the lattice. ``(B, h*w, D)`` ->
+    anchor (``k`` odd; ``pad = k // 2``) or, with ``pad = (k - stride) // 2``, on the anchor's
+    ``stride x stride`` cell, and reads zeros outside the lattice. ``(B, h*w, D)`` ->
     ``(B, L, k*k*D)`` with ``L = ceil(h/stride) * ceil(w/stride)`` anchors, row-major, and the
     neighbours in row-major window order (neighbour ``(dy, dx)`` at channels
     ``((dy*k + dx)*D, ..., (dy*k + dx + 1)*D)``), like the cells of the ``"cell"`` reducer.
     """
     b, _, d = p.shape
-    x = F.pad(p.reshape(b, h, w, d), (0, 0, k // 2, k // 2, k // 2, k // 2))  # (B, h+k-1, w+k-1, D): zeros outside
+    pad = k // 2 if pad is None else pad
+    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))  # (B, h+2pad, w+2pad, D): zeros outside
     lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1  # anchors a side
     sb, sh, sw, sd = x.stride()  # the windows as one overlapping view of the padded lattice, then one copy
     x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))  # (B, Lh, Lw, dy, dx, D)
@@ -94,13 +104,23 @@ class PointReducer(nn.Module):
     the ``k x k`` window centred on it (``k`` = :func:`overlap_window`, 3 for ``r <= 2``; zeros
     outside the lattice), concatenated point by point and fused by one linear layer
     ``k*k*D_in -> D_out``. At ``r = 2`` this is the official 3x3, stride 2, padding 1 reducer;
-    at ``r = 1`` a 3x3 neighbourhood around every point.
+    at ``r = 1`` a 3x3 neighbourhood around every point. With ``k = 3`` and stride 2 the
+    windows cover the lattice unevenly: every other row and column of points is read by two
+    anchors, the others by one, so D's gradient with respect to its input has a period-2
+    pattern on that lattice (the checkerboard of strided convolutions whose kernel the stride
+    does not divide).
+
+    ``mode="even"``: anchors at the centres of the ``r x r`` cells, each reading the
+    ``k x k`` window centred on its cell (``k`` = :func:`even_window`), which for ``r = 2`` is
+    the 16 points nearest to the anchor (4x4) and for ``r = 1`` its 9 nearest (3x3); every
+    point away from the border is read by the same number of anchors, ``(k/r)^2`` (4 at
+    ``r = 2``), as in DCGAN's kernel-4, stride-2 discriminator.
     """
 
     def __init__(self, dim_in: int, dim_out: int, r: int, mode: str = "cell"):
         super().__init__()
-        self.r, self.mode = r, check_mode(mode, "point reducer")
-        self.k = r if mode == "cell" else overlap_window(r)  # window side
+        self.r, self.mode = r, check_mode(mode, "point reducer", REDUCER_MODES)
+        self.k = {"cell": r, "overlap": overlap_window(r), "even": even_window(r)}[mode]  # window side
         self.fc = nn.Linear(dim_in * self.k * self.k, dim_out)
 
     def extra_repr(self) -> str:
@@ -112,6 +132,8 @@ class PointReducer(nn.Module):
             raise UsageError(f"point reducer rate {r} does not divide the {h}x{w} lattice")
         if self.mode == "overlap":
             return self.fc(neighbourhoods(p, h, w, self.k, r)), h // r, w // r
+        if self.mode == "even":
+            return self.fc(neighbourhoods(p, h, w, self.k, r, pad=(self.k - r) // 2)), h // r, w // r
         # (B, h, w, D) -> (B, h/r, r, w/r, r, D) -> (B, h/r, w/r, r, r, D) -> (B, N/r^2, r*r*D)
         cells = p.view(b, h // r, r, w // r, r, d).permute(0, 1, 3, 2, 4, 5).reshape(b, (h // r) * (w // r), r * r * d)
         return self.fc(cells), h // r, w // r
