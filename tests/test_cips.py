@@ -177,8 +177,9 @@ def test_training_grid_resolution_region_and_crop_agree():
     assert img.shape == (2, 3, 12, 16)
     assert torch.equal(G.synthesize(z), img)
     assert torch.equal(G.synthesize(z, resolution="12x16"), img)
-    assert torch.equal(G.sample(2, generator=torch.Generator().manual_seed(0), resolution="12x16"),
-                       G.sample(2, generator=torch.Generator().manual_seed(0), chunk=17))
+    # chunks equal full synthesis to float tolerance (GEMMs of other sizes round differently)
+    torch.testing.assert_close(G.sample(2, generator=torch.Generator().manual_seed(0), resolution="12x16"),
+                               G.sample(2, generator=torch.Generator().manual_seed(0), chunk=17), atol=1e-5, rtol=0)
     # options draw the same latents as plain sampling: the same seed gives the same images
     assert torch.equal(G.sample(2, generator=torch.Generator().manual_seed(0), resolution="12x16"),
                        G.sample(2, generator=torch.Generator().manual_seed(0)))
