@@ -178,7 +178,8 @@ def heatmaps(results: list[dict[str, Any]]) -> list[str]:
 def report(results: list[dict[str, Any]], notes: str) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=1))
-    headers = ["model", "seeds", "steps", *METRICS, "img_per_s", "params G", "params D", "paper FID (CelebA)"]
+    headers = ["model", "seeds", "steps", *METRICS, "fid_lenet by seed", "img_per_s", "params G", "params D",
+               "paper FID (CelebA)"]
     table, grids = [], []
     for row in ROW_NAMES:
         rs = [r for r in results if r["row"] == row]
@@ -187,7 +188,7 @@ def report(results: list[dict[str, Any]], notes: str) -> str:
         name = label(row) + (f" (ch={rs[0]['sagan_ch']})" if rs[0].get("sagan_ch") else "")
         table.append([name, ",".join(str(r["seed"]) for r in rs), "/".join(sorted({str(r["steps"]) for r in rs})),
                       *[mean_std([r[m] for r in rs if m in r]) for m in METRICS],
-                      mean_std([r["img_per_s"] for r in rs]), f"{rs[0]['params_G']:,}", f"{rs[0]['params_D']:,}",
+                      " / ".join(f"{r['fid_lenet']:.1f}" for r in rs), mean_std([r["img_per_s"] for r in rs]), f"{rs[0]['params_G']:,}", f"{rs[0]['params_D']:,}",
                       PAPER[row]])
         if Path(rs[0]["grid"]).exists():
             grids.append(publish_picture(rs[0]["grid"], f"gca-samples-{row.replace('+', '-')}.png", name))
