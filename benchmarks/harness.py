@@ -95,13 +95,16 @@ def auto_pairs() -> list[tuple[str, str]]:
 
 
 def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64, n_eval: int = 10000,
-            workdir: Path = Path("runs/bench"), **extra: Any) -> dict[str, Any]:
-    """Train one run and evaluate it; returns metrics, images/s and parameter counts."""
+            workdir: Path = Path("runs/bench"), explicit: Any = None, **extra: Any) -> dict[str, Any]:
+    """Train one run and evaluate it; returns metrics, images/s and parameter counts.
+
+    ``explicit``: the settings to take literally (``Trainer``'s; default: gzoo completes the
+    config as for ``gzoo run``, e.g. adding the discriminator's default regularizer)."""
     out = Path(workdir) / f"{combo.gen}-{combo.disc}-{combo.loss}{''.join('-' + r for r in combo.reg)}" \
                           f"{'-' + combo.cond if combo.cond else ''}-s{seed}"
     if out.exists():
         shutil.rmtree(out)
-    trainer = Trainer(combo.config(data, seed, steps, batch_size, out, **extra))
+    trainer = Trainer(combo.config(data, seed, steps, batch_size, out, **extra), explicit=explicit)
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0

@@ -175,6 +175,9 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
                 ("summary", spec.summary), ("aliases", ", ".join(spec.aliases))]
         if spec.kind in ("generator", "discriminator"):
             rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
+        if getattr(spec.factory, "default_reg", ()):
+            rows.append(("default reg", f"{', '.join(spec.factory.default_reg)} (when a run names none and its loss "
+                                        "is not a Wasserstein one; --reg none: no regularizer)"))
         facts(rows)
         if not spec.options:
             console.print("no options\n")
@@ -285,7 +288,9 @@ RUN_FLAGS = {
 @click.option("--gen", "-g", help="Generator name.  [default: dcgan]")
 @click.option("--disc", "-d", help="Discriminator name.  [default: dcgan]")
 @click.option("--loss", "-l", help="Loss name.  [default: nonsaturating]")
-@click.option("--reg", "-r", multiple=True, help="Regularizer name (repeatable): clip, gp, r1, sn ...")
+@click.option("--reg", "-r", multiple=True,
+              help="Regularizer name (repeatable): clip, gp, r1, sn ...; none: no regularizer, not even the "
+                   "discriminator's default (coc: sn).")
 @click.option("--data", help="Dataset name.  [default: digits]")
 @click.option("--steps", type=int, help="Generator updates.  [default: 600]")
 @click.option("--epochs", type=float, help="Passes over the data (instead of --steps).")
@@ -358,6 +363,11 @@ def run(ctx: click.Context, **kw: Any) -> None:
         if given(name):
             value = kw[name]
             flags[key] = list(value) if isinstance(value, tuple) else value
+    if "none" in flags.get("reg", ()):  # no regularizer, not even the discriminator's default one
+        if len(flags["reg"]) > 1:
+            raise click.UsageError(f"--reg none means no regularizer; it cannot be combined with "
+                                   f"{', '.join(r for r in flags['reg'] if r != 'none')}")
+        flags["reg"] = []
     for name in ("gen_opt", "disc_opt", "loss_opt", "data_opt", "cond_opt"):
         if kw[name]:
             flags[name] = _parse_kv(kw[name], "--" + name.replace("_", "-"))

@@ -248,9 +248,7 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
         return config, []
     if any(getattr(registry.get("regularizer", r).factory, "lipschitz", False) for r in config.reg):
         return config, []
-    if explicit is None:
-        default = RunConfig().to_dict()
-        explicit = {k for k, v in config.to_dict().items() if v != default[k]}
+    explicit = _explicit(config, explicit)
     changes: dict[str, Any] = {"reg": [*config.reg, WGAN_DEFAULTS["reg"]]}
     if "optimizer" not in explicit:
         changes["optimizer"] = WGAN_DEFAULTS["optimizer"]
@@ -274,3 +272,39 @@ def plugin_options(config: RunConfig, plugin: str, defaults: Any) -> dict[str, A
         option = Option(key, default, None if default is None else type(default))
         out[key] = option.coerce(value, owner=f"plugin {plugin!r}")
     return out
+
+
+def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) -> tuple[RunConfig, list[str]]:
+    """Add the regularizers the discriminator asks for (:attr:`Discriminator.default_reg
+    <gzoo.interfaces.Discriminator.default_reg>`) when the run chose none; returns the config
+    and notes.
+
+    Nothing is added when the settings name ``reg`` (``explicit``, as in
+    :func:`complete_for_loss`; ``--reg none`` names an empty list) or the loss is a
+    Wasserstein one (it gets :func:`complete_for_loss`'s clipping, as its paper trains it).
+    """
+    factory = registry.get("discriminator", config.disc).factory
+    wanted = [r for r in getattr(factory, "default_reg", ()) if _registered(registry, "regularizer", r)]
+    if not wanted or config.reg or "reg" in _explicit(config, explicit):
+        return config, []
+    if getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
+        return config, []
+    note = (f"discriminator {config.disc!r} trains with {', '.join(wanted)} unless told otherwise: gzoo added "
+            f"reg={','.join(wanted)}. Choose others with --reg, or --reg none for no regularizer.")
+    return config.updated({"reg": wanted}, source=f"{config.disc} defaults"), [note]
+
+
+def _explicit(config: RunConfig, explicit: Any) -> set[str]:
+    """The settings the user gave: ``explicit``, or (None) those that differ from the defaults."""
+    if explicit is not None:
+        return set(explicit)
+    default = RunConfig().to_dict()
+    return {k for k, v in config.to_dict().items() if v != default[k]}
+
+
+def _registered(registry: Any, kind: str, name: str) -> bool:
+    try:
+        registry.get(kind, name)
+    except UnknownNameError:
+        return False
+    return True

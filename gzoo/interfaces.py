@@ -235,6 +235,11 @@ class Discriminator(_Model, _Staged, nn.Module):
     #: ``"all"`` (the WGAN paper) or ``"weights"`` (only tensors of 2+ dimensions, for models
     #: whose gains or layer scales must stay free to let residual branches act)
     clip_params: str = "all"
+    #: regularizers gzoo adds when a run names none and its loss brings none of its own (a
+    #: Wasserstein loss gets weight clipping instead): the model's recommended constraint,
+    #: e.g. ``("sn",)``; announced as a note and saved in the run's config
+    #: (:func:`gzoo.config.complete_for_models`); ``--reg none`` trains without any
+    default_reg: tuple[str, ...] = ()
     feature_dim: int
     head: nn.Module
 

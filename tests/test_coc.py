@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gzoo
+from gzoo.config import RunConfig, complete_for_models
 from gzoo.errors import ShapeError, UsageError
 from gzoo_coc.cluster import (
     IMPLS,
@@ -639,6 +640,42 @@ def test_presets_follow_the_paper(pm):
     assert (p["optimizer"], p["lr"], p["batch_size"], p["cosine"], p["epochs"], p["loss"]) == ("adam", 2e-4, 256, True, 50, "minimax")
     w = pm.registry.get_preset("cocgan-paper-wgan")
     assert (w["optimizer"], w["loss"], w["reg"]) == ("rmsprop", "wgan", ["clip"])
+    # the paper names no regularizer: its presets say so, so coc's default spectral norm is not added
+    t = pm.registry.get_preset("cocgan-paper-table1")
+    assert p["reg"] == [] and t["reg"] == []
+    assert complete_for_models(RunConfig().updated(p), pm.registry, explicit=set(p))[0].reg == []
+    without = {k: v for k, v in p.items() if k != "reg"}  # the same settings, naming no regularizer
+    assert complete_for_models(RunConfig().updated(without), pm.registry, explicit=set(without))[0].reg == ["sn"]
+
+
+@pytest.mark.parametrize("impl", ["fused", "bmm"])
+def test_spectral_norm_weights_are_computed_once_per_forward(monkeypatch, impl):
+    """Under spectral norm (train mode: each computation of a weight steps its power iteration) a
+    block computes every weight once per forward, however many chunks its point-wise work takes and
+    however often the fused mixer uses a matrix: the same outputs and power-iteration state as the
+    block with its parametrisations cached (one computation each)."""
+    import copy
+
+    from torch.nn.utils import parametrize
+
+    from gzoo.interfaces import apply_spectral_norm
+    from gzoo_coc import cluster
+
+    monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 64)  # many chunks
+    torch.manual_seed(0)
+    blk = ClusterBlock(8, heads=2, head_dim=4, regions=2, centers=2, mlp_r=2, layer_scale=1.0, impl=impl)
+    blk = apply_spectral_norm(blk.double())
+    ref = copy.deepcopy(blk)
+    p = torch.randn(2, 36, 8, dtype=torch.float64)
+    out = blk(p, 6, 6)
+    with parametrize.cached():
+        expected = ref(p, 6, 6)
+    torch.testing.assert_close(out, expected)
+    us = [(m.parametrizations.weight[0]._u, r.parametrizations.weight[0]._u)
+          for m, r in zip(blk.modules(), ref.modules(), strict=True) if hasattr(m, "parametrizations")]
+    assert len(us) == 5  # f, v, proj, and the MLP's two layers
+    for u, u_ref in us:
+        torch.testing.assert_close(u, u_ref)
 
 
 def test_cluster_block_chunks_are_exact(monkeypatch):

@@ -460,6 +460,67 @@ def test_resumed_wgan_run_keeps_its_settings(tmp_path):
     assert r.config.reg == ["clip"] and not r.notes
 
 
+# -- 7. A discriminator's default regularizer ---------------------------------------------------------
+
+COC_CLI = ["--gen", "cocgan", "--disc", "coc", "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "extra,reg",
+    [
+        ([], ["sn"]),  # nothing chosen: coc's default_reg
+        (["--reg", "r1"], ["r1"]),  # a regularizer chosen: only it
+        (["--reg", "none"], []),  # none at all
+        (["--loss", "hinge"], ["sn"]),  # any loss without its own constraint
+    ],
+)
+def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
+    out = tmp_path / "r"
+    r = cli("run", *COC_CLI, *extra, "--out", out)
+    assert r.exit_code == 0, r.output
+    text = (out / "config.yaml").read_text()
+    assert yaml.safe_load(text)["reg"] == reg
+    added = reg == ["sn"]
+    assert text.startswith("# discriminator 'coc' trains with sn") == added
+    assert ("reg=sn" in r.stderr) == added
+    # the saved D is spectral-normalised exactly when sn is on
+    state = load_checkpoint(out / "checkpoints" / "last.pt")["D"]
+    assert any(k.endswith("parametrizations.weight.original") for k in state) == ("sn" in reg)
+
+
+def test_reg_none_cannot_be_combined(tmp_path, cli):
+    r = cli("run", *COC_CLI, "--reg", "none", "--reg", "sn", "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "--reg none" in r.stderr and "sn" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_default_reg_only_where_the_discriminator_asks(tmp_path):
+    t = train(RunConfig(**RING, steps=1, out=str(tmp_path / "mlp")))  # mlp asks for none
+    assert t.config.reg == [] and not t.notes
+    t = Trainer(RunConfig(gen="cocgan", disc="coc", steps=1, batch_size=4, sample_every=0, progress=False,
+                          out=str(tmp_path / "coc")))  # the Python API completes as the CLI does
+    assert t.config.reg == ["sn"] and len(t.notes) == 1
+    t = Trainer(RunConfig(gen="cocgan", disc="coc", steps=1, batch_size=4, sample_every=0, progress=False,
+                          out=str(tmp_path / "lit")), explicit={"reg"})  # reg taken literally
+    assert t.config.reg == [] and not t.notes
+    t.fit()
+    r = resume(tmp_path / "lit", {"steps": 2})  # a resumed run keeps what it was started with
+    assert r.config.reg == [] and not r.notes
+
+
+def test_every_default_reg_is_a_registered_regularizer(cli):
+    from gzoo.plugins import get_plugin_manager
+
+    registry = get_plugin_manager().registry
+    asked = {spec.name: spec.factory.default_reg for spec in registry.list("discriminator")
+             if getattr(spec.factory, "default_reg", ())}
+    assert asked.get("coc") == ("sn",)
+    for name in {r for regs in asked.values() for r in regs}:
+        registry.get("regularizer", name)  # raises UnknownNameError if a model asks for a missing one
+    shown = cli("list", "coc", "--kind", "discriminator").stdout
+    assert "default reg" in shown and "sn (when a run names none" in " ".join(shown.split())
+
+
 def test_loaded_run_needs_no_training_data_to_sample(tmp_path, monkeypatch):
     t = train(RunConfig(**RING, cond="labels", steps=2, out=str(tmp_path / "r")))
     run = load_run(t.run_dir)

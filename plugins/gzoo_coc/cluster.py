@@ -180,10 +180,12 @@ class ContextCluster(nn.Module):
         pr = fold_regions(p, h, w, R)  # (B, RR, n, D)
         pc = propose_centers(pr.view(B, R * R, hr, wr, D), c)  # (B, RR, M, D): f, v commute with the mean
         # clustering: cosine similarity of each point to the M unit centers of its region, per head
-        fw, fb = self.f.weight, self.f.bias  # |f(p)| per head, in chunks of points: (B, RR, n, E)
+        # every weight is read once: a parametrised one (spectral norm) is the same matrix in all its uses
+        fw, fb, vw, vb, pw = self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight
+        # |f(p)| per head, in chunks of points: (B, RR, n, E)
         s_norm = rowwise(lambda x: torch.linalg.vector_norm(F.linear(x, fw, fb).view(-1, E, d), dim=-1), pr, E * d)
-        ctr = F.normalize(self.f(pc).view(B, R * R, M, E, d), dim=-1)  # (B, RR, M, E, d)
-        wf, bf = self.f.weight.view(E, d, D), self.f.bias.view(E, d)
+        ctr = F.normalize(F.linear(pc, fw, fb).view(B, R * R, M, E, d), dim=-1)  # (B, RR, M, E, d)
+        wf, bf = fw.view(E, d, D), fb.view(E, d)
         u = torch.einsum("brmed,edk->bremk", ctr, wf).reshape(B, R * R, E * M, D)  # W_f^T c
         k = torch.einsum("brmed,ed->brem", ctr, bf).reshape(B, R * R, 1, E * M)  # c . b_f
         dots = (torch.matmul(pr, u.transpose(-1, -2)) + k).view(B, R * R, hr * wr, E, M)  # c . f(p)
@@ -196,12 +198,12 @@ class ContextCluster(nn.Module):
         # aggregation: sum_i w_i v(p_i) = W_v (sum_i w_i p_i) + b_v sum_i w_i
         psum = torch.matmul(A.transpose(-1, -2), pr).view(B, R * R, E, M, D)  # (B, RR, E, M, D)
         wsum = A.sum(2).view(B, R * R, E, M, 1)  # (B, RR, E, M, 1)
-        wv, bv = self.v.weight.view(E, d, D), self.v.bias.view(E, d)
+        wv, bv = vw.view(E, d, D), vb.view(E, d)
         num = torch.einsum("bremk,edk->bremd", psum, wv) + wsum * bv.unsqueeze(1)  # (B, RR, E, M, d)
-        v_ctr = self.v(pc).view(B, R * R, M, E, d).transpose(2, 3)  # (B, RR, E, M, d): v_c
+        v_ctr = F.linear(pc, vw, vb).view(B, R * R, M, E, d).transpose(2, 3)  # (B, RR, E, M, d): v_c
         g = (v_ctr + num) / (1.0 + wsum)  # (B, RR, E, M, d)
         # dispatch + head fusion: proj(concat_e w_e g_e) = sum_e w_e (W_proj,e g_e) + b_proj
-        gp = torch.einsum("bremd,ked->bremk", g, self.proj.weight.view(D, E, d))  # (B, RR, E, M, D)
+        gp = torch.einsum("bremd,ked->bremk", g, pw.view(D, E, d))  # (B, RR, E, M, D)
         out = torch.matmul(A, gp.reshape(B, R * R, E * M, D)) + self.proj.bias  # (B, RR, n, D)
         return unfold_regions(out, h, w, R)
 
@@ -320,7 +322,12 @@ class ClusterBlock(nn.Module):
 
     def forward(self, p: Tensor, h: int, w: int) -> Tensor:
         p = p + self.drop_path(self.ls1 * self.mixer(self.norm1(p), h, w))  # (B, N, D)
-        return p + self.drop_path(self.ls2 * rowwise(self.mlp, self.norm2(p), self.mlp[0].out_features))
+        # the weights are read once, outside the chunks: a parametrised weight (spectral norm) is then
+        # computed, and its power iteration stepped, once per forward as in any other layer
+        (fc1, act, fc2), width = self.mlp, self.mlp[0].out_features
+        w1, b1, w2, b2 = fc1.weight, fc1.bias, fc2.weight, fc2.bias
+        mlp = lambda x: F.linear(act(F.linear(x, w1, b1)), w2, b2)  # noqa: E731
+        return p + self.drop_path(self.ls2 * rowwise(mlp, self.norm2(p), width))
 
 
 class ContextClusterBlock(Block):
