@@ -42,7 +42,9 @@ METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "la
 
 #: name -> (what changes, RunConfig fields). "table1" is our literal reading of Table 1 (the
 #: ``cocgan-paper-table1`` preset's models); the single-change variants change one thing from
-#: it; "default..." are gzoo's defaults (spelled out, so the runs do not move with them).
+#: it; "default..." are gzoo's default models (spelled out, so the runs do not move with them).
+#: Every row trains with exactly the regularizers it lists (none unless it names one), while
+#: ``gzoo run`` adds ``coc``'s default regularizer, spectral norm: that is ``default-sn``.
 TABLE1 = {"gen_opt": {**TABLE1_OPTIONS["gen_opt"], "layer_scale": 1e-5},
           "disc_opt": {**TABLE1_OPTIONS["disc_opt"], "layer_scale": 1e-5}}
 SMALL_RATES = "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
@@ -67,7 +69,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "overlap-official": ("increaser-overlap + reducer-overlap + init-official",
                          {"gen_opt": {"increaser": "overlap", "init": "official"},
                           "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}),
-    "default": ("gzoo's defaults: small-rates + increaser-overlap + reducer-overlap + init-official", DEFAULTS),
+    "default": ("the default models (small-rates + increaser-overlap + reducer-overlap + init-official) without a "
+                "regularizer (`--reg none`; the `default-...` rows change this one)", DEFAULTS),
     "default-clip-all": ("wgan only: the defaults with every D parameter clipped, gains and layer scales too "
                          "(`--reg-opt params=all`, the WGAN paper's code; the default clips coc's weight matrices only)",
                          {**DEFAULTS, "reg_opt": {"clip": {"params": "all"}}}),
@@ -84,6 +87,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                    {**DEFAULTS, "reg": ["r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
     "default-d-small": ("the defaults with D's blocks halved (`head_dim=16`, `mlp_r=4`)",
                         {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "head_dim": 16, "mlp_r": 4}}),
+    "default-sn": ("gzoo's defaults: the default models with spectral norm on every linear map of D (`--reg sn`, "
+                   "`coc`'s default regularizer)",
+                   {**DEFAULTS, "reg": ["sn"]}),
+    "default-sn-labels": ("`default-sn` (gzoo's defaults) conditional on the labels (`--cond labels`)",
+                          {**DEFAULTS, "reg": ["sn"], "cond": "labels"}),
+    "default-sn-lr-d-4e-4": ("`default-sn` with D's learning rate at twice G's (4e-4)",
+                             {**DEFAULTS, "reg": ["sn"], "lr_d": 4e-4}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
                      {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }
@@ -120,7 +130,7 @@ def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: 
     combo = Combo(s.pop("gen"), s.pop("disc"), name, [*regs, *s.pop("reg", [])], optimizer, gen_opt=s.pop("gen_opt"),
                   disc_opt=s.pop("disc_opt"), cond=s.pop("cond", None))
     row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, workdir / f"{variant}-{loss}", lr=lr,
-                            **s)
+                            explicit={"reg"}, **s)  # the regularizers exactly as listed
     row.update(variant=variant, loss=loss, lr=lr)
     return row
 

@@ -42,8 +42,12 @@ from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
 
-MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}), "CoC-GAN (cocgan + coc)": ("cocgan", "coc", {}),
-          "CoC-GAN, Table 1's models": ("cocgan", "coc", TABLE1_OPTIONS)}
+#: label -> (G, D, settings); settings named here are taken literally (``reg: []``: no regularizer),
+#: the others completed as ``gzoo run`` does (``coc`` gets its default spectral norm)
+MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}),
+          "CoC-GAN (cocgan + coc, spectral norm: gzoo's default)": ("cocgan", "coc", {}),
+          "CoC-GAN, no regularizer (`--reg none`)": ("cocgan", "coc", {"reg": []}),
+          "CoC-GAN, Table 1's models, no regularizer": ("cocgan", "coc", {**TABLE1_OPTIONS, "reg": []})}
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
 
 
@@ -94,7 +98,7 @@ def main() -> None:
             config = RunConfig(gen=gen, disc=disc, loss="nonsaturating", data="digits", batch_size=args.batch_size,
                                device="cpu", progress=False, sample_every=0, out=str(Path(work) / f"{gen}{i}"),
                                **opts)
-            trainers[label] = Trainer(config, run_dir=Path(work) / f"{gen}{i}")
+            trainers[label] = Trainer(config, run_dir=Path(work) / f"{gen}{i}", explicit=set(opts))
         for trainer in trainers.values():
             time_round(trainer, args.warmup)
         flops = {label: count_flops(trainer) for label, trainer in trainers.items()}
@@ -110,7 +114,7 @@ def main() -> None:
             for label, trainer in trainers.items():
                 rounds[label].append(time_round(trainer, args.steps))
             print(f"[{time.perf_counter() - t_start:5.0f}s] round {r + 1}/{args.rounds}: "
-                  + "; ".join(f"{k.split()[0]} {v[-1] / args.steps:.3f} s/step" for k, v in rounds.items()), flush=True)
+                  + "; ".join(f"{k[:24]} {v[-1] / args.steps:.3f} s/step" for k, v in rounds.items()), flush=True)
 
     peak = 2 * n**3 / statistics.median(mm_times) / 1e9
     rows = []
@@ -132,7 +136,8 @@ def main() -> None:
         write_section(
             "coc-speed",
             "## Speed at the same architecture: GFLOP/step, GFLOP/s, share of the matmul peak\n\n"
-            f"digits 1x28x28, batch {args.batch_size}, non-saturating loss, Adam, default model options; a step is "
+            f"digits 1x28x28, batch {args.batch_size}, non-saturating loss, Adam, default model options, regularizers "
+            "as labelled (CoC-GAN's default is spectral norm on D); a step is "
             "`Trainer.train_step()` (one D update and one G update, forward and backward). GFLOP/step: "
             "`torch.utils.flop_counter.FlopCounterMode` around one real step (matrix products and convolutions, "
             "forward and backward; elementwise work, norms and the optimizer are not counted). images/s: batch x "

@@ -263,8 +263,9 @@ class CoCDiscriminator(Discriminator):
     #: near-linear function of its reducers (samples: one noise texture); clip weights only.
     clip_params = "weights"
     #: trained with spectral norm unless the run names its regularizers (``--reg none``: none) or
-    #: its loss is a Wasserstein one (clipping, as CoC-GAN's WGAN version): at 1,000 steps it took
-    #: fid_lenet from 150 +- 48 to 123 +- 2 over two seeds (docs/coc.md)
+    #: its loss is a Wasserstein one (clipping, as CoC-GAN's WGAN version): at 1,000 unconditional
+    #: steps it took fid_lenet from 150 +- 48 to 123 +- 8 over two seeds; conditional runs measured
+    #: better without it (docs/coc.md, "Spectral norm on D")
     default_reg = ("sn",)
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
