@@ -108,6 +108,8 @@ def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
+    if trainer.step < steps:  # stopped by a signal (fit saves and returns): not a result of this budget
+        raise SystemExit(f"{out}: stopped at step {trainer.step} of {steps}; not evaluated, no result written")
     grid = trainer.run_dir / "samples" / f"step_{trainer.step:06d}.png"
     if not grid.exists():
         grid = trainer.write_samples()
