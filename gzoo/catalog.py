@@ -36,8 +36,8 @@ def catalog(pm: Any = None) -> dict[str, Any]:
             entry["aliases"] = d["aliases"]
         if d["conditional"] is not None:
             entry["conditional"] = d["conditional"]
-        if getattr(spec.factory, "default_reg", ()):  # Discriminator.default_reg
-            entry["default_reg"] = list(spec.factory.default_reg)
+        if d["default_reg"]:
+            entry["default_reg"] = d["default_reg"]
         entry["options"] = d["options"]
         components.append(entry)
     presets = {

@@ -175,8 +175,8 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
                 ("summary", spec.summary), ("aliases", ", ".join(spec.aliases))]
         if spec.kind in ("generator", "discriminator"):
             rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
-        if getattr(spec.factory, "default_reg", ()):
-            rows.append(("default reg", f"{', '.join(spec.factory.default_reg)} (when a run names none and its loss "
+        if spec.default_reg:
+            rows.append(("default reg", f"{', '.join(spec.default_reg)} (when a run names none and its loss "
                                         "is not a Wasserstein one; --reg none: no regularizer)"))
         facts(rows)
         if not spec.options:

@@ -283,8 +283,8 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
     :func:`complete_for_loss`; ``--reg none`` names an empty list) or the loss is a
     Wasserstein one (it gets :func:`complete_for_loss`'s clipping, as its paper trains it).
     """
-    factory = registry.get("discriminator", config.disc).factory
-    wanted = [r for r in getattr(factory, "default_reg", ()) if _registered(registry, "regularizer", r)]
+    wanted = [r for r in registry.get("discriminator", config.disc).default_reg
+              if any(s.kind == "regularizer" for s in registry.find(r))]  # registered ones
     if not wanted or config.reg or "reg" in _explicit(config, explicit):
         return config, []
     if getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
@@ -300,11 +300,3 @@ def _explicit(config: RunConfig, explicit: Any) -> set[str]:
         return set(explicit)
     default = RunConfig().to_dict()
     return {k for k, v in config.to_dict().items() if v != default[k]}
-
-
-def _registered(registry: Any, kind: str, name: str) -> bool:
-    try:
-        registry.get(kind, name)
-    except UnknownNameError:
-        return False
-    return True

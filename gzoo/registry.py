@@ -139,6 +139,12 @@ class ComponentSpec:
         return "num_classes" in self.context
 
     @property
+    def default_reg(self) -> tuple[str, ...]:
+        """The regularizers the component asks for (:attr:`gzoo.interfaces.Discriminator.default_reg`;
+        empty for most)."""
+        return tuple(getattr(self.factory, "default_reg", ()))
+
+    @property
     def id(self) -> str:
         return f"{self.kind}:{self.name}"
 
@@ -155,6 +161,7 @@ class ComponentSpec:
             "paper": self.paper,
             "aliases": list(self.aliases),
             "conditional": self.conditional if self.kind in ("generator", "discriminator") else None,
+            "default_reg": list(self.default_reg),
             "options": {o.name: _jsonable(o.default) for o in self.options.values()},
             "option_details": {o.name: o.describe() for o in self.options.values()},
         }

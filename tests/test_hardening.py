@@ -512,8 +512,7 @@ def test_every_default_reg_is_a_registered_regularizer(cli):
     from gzoo.plugins import get_plugin_manager
 
     registry = get_plugin_manager().registry
-    asked = {spec.name: spec.factory.default_reg for spec in registry.list("discriminator")
-             if getattr(spec.factory, "default_reg", ())}
+    asked = {spec.name: spec.default_reg for spec in registry.list("discriminator") if spec.default_reg}
     assert asked.get("coc") == ("sn",)
     for name in {r for regs in asked.values() for r in regs}:
         registry.get("regularizer", name)  # raises UnknownNameError if a model asks for a missing one
