@@ -118,6 +118,12 @@ def result_path(variant: str, loss: str, seed: int, steps: int, batch: int) -> P
     return RESULTS / f"{variant}__{loss}__b{batch}__{steps}__s{seed}.json"
 
 
+def run_dir(workdir: Path, variant: str, loss: str, steps: int) -> Path:
+    """Where a run is trained; the budget is in the name so that a longer run never replaces a
+    shorter one's directory (the 1,000-step runs keep their original names)."""
+    return workdir / (f"{variant}-{loss}" if steps == 1000 else f"{variant}-{loss}-{steps}")
+
+
 def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: int, lr: float,
             workdir: Path) -> dict[str, Any]:
     import torch
@@ -129,7 +135,7 @@ def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: 
     s = settings(variant)
     combo = Combo(s.pop("gen"), s.pop("disc"), name, [*regs, *s.pop("reg", [])], optimizer, gen_opt=s.pop("gen_opt"),
                   disc_opt=s.pop("disc_opt"), cond=s.pop("cond", None))
-    row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, workdir / f"{variant}-{loss}", lr=lr,
+    row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, run_dir(workdir, variant, loss, steps), lr=lr,
                             explicit={"reg"}, **s)  # the regularizers exactly as listed
     row.update(variant=variant, loss=loss, lr=lr)
     return row
@@ -180,7 +186,9 @@ def report(args: argparse.Namespace) -> None:
                           *[mean_std([r[m] for r in rs if m in r]) for m in METRICS], rel,
                           f"{sum(r['img_per_s'] for r in rs) / len(rs):.0f}"])
             first = rs[0]
-            name, alt = f"coc-ablation-{variant}-{loss}.png", f"{variant}, {loss}, seed {first['seed']}"
+            suffix = "" if args.steps == 1000 else f"-{args.steps}"  # the 1,000-step pictures keep their names
+            name = f"coc-ablation-{variant}-{loss}{suffix}.png"
+            alt = f"{variant}, {loss}, seed {first['seed']}, {args.steps} steps"
             if Path(first["grid"]).exists():
                 pictures.append(publish_picture(first["grid"], name, alt))
             elif (ROOT / "docs" / "benchmarks" / name).exists():  # published by an earlier run of the script

@@ -95,12 +95,13 @@ def main() -> None:
         steady = times[label][1:] or times[label]  # the first step pays for allocations
         ips = args.batch_size / statistics.median(steady)
         print(f"{label}: {ips:.1f} img/s, samples {grid}, " + ", ".join(f"{m}={res.get(m)}" for m in METRICS))
-        rows.append([label, f"{ips:.1f}", f"{count_parameters(trainer.G):,}", f"{count_parameters(trainer.D):,}",
+        rows.append([label, ", ".join(trainer.config.reg) or "none", f"{ips:.1f}", f"{count_parameters(trainer.G):,}",
+                     f"{count_parameters(trainer.D):,}",
                      *[f"{res[m]:.3g}" if isinstance(res.get(m), int | float) else "-" for m in METRICS]])
-    base = rows[1][1]
+    base = rows[1][2]
     for row in rows:
-        row.insert(2, f"{float(row[1]) / float(base):.3f}")
-    headers = ["model", "train img/s", "vs DCGAN", "params G", "params D", *METRICS]
+        row.insert(3, f"{float(row[2]) / float(base):.3f}")
+    headers = ["model", "regularizers", "train img/s", "vs DCGAN", "params G", "params D", *METRICS]
     md = markdown_table(headers, rows)
     print(md)
     acc = next(iter(results.values())).get("classifier_accuracy")
@@ -110,10 +111,11 @@ def main() -> None:
             f"## CoC-GAN vs DCGAN ({args.data} 28x28, {args.loss}, lr {args.lr:g}, {args.steps} steps)\n\n"
             f"Both models trained in one process with the same loss, data, batch ({args.batch_size}), seed and budget "
             f"({args.steps} steps of one D and one G update); their steps alternate, and images/s is the batch over "
-            f"the median step time (CPU, {torch.get_num_threads()} threads, "
+            f"the median step time (CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}, "
             f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`). Metrics: `gzoo.evaluation.evaluate_generator` "
             f"on {args.n_eval} samples (LeNet features; classifier test accuracy {acc:.3f}). "
-            "FID/KID lower is better, the others higher.\n\n"
+            "FID/KID lower is better, the others higher. Each model trains as `gzoo run` would train it: the "
+            "regularizers column includes those gzoo adds (a discriminator's `default_reg`, WGAN's clipping).\n\n"
             f"{md}\n\nSample grids after the budget, in table order: {' '.join(pictures)}\n\n"
             f"Command: `{command_line()}`",
         )
