@@ -114,6 +114,10 @@ def settings(variant: str) -> dict[str, Any]:
     return out
 
 
+#: rows that pair a CoC model with a DCGAN one; they were trained beside two other benchmarks
+DIAGNOSTIC = ("cocgan-vs-dcgan-d", "dcgan-vs-coc-d")
+
+
 def result_path(variant: str, loss: str, seed: int, steps: int, batch: int) -> Path:
     return RESULTS / f"{variant}__{loss}__b{batch}__{steps}__s{seed}.json"
 
@@ -206,8 +210,9 @@ def report(args: argparse.Namespace) -> None:
         f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
         "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID of `dcgan` (of `dcgan-labels` for "
         "conditional rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
-        "(compare within this table only; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower "
-        "than their models' speed).\n\n"
+        "(compare within this table only"
+        + ("; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower than their models' speed"
+           if any(r["variant"] in DIAGNOSTIC for r in rows) else "") + ").\n\n"
         f"{legend}\n\n{md}\n\nSample grids (first seed), in table order: {' '.join(pictures)}\n\n"
         f"Runs (each kept in `benchmarks/results/coc-ablations/`, trained again only when missing): "
         + "; ".join(f"`{c}`" for c in reproduce(rows, args)) + f"\n\nTable: `{command_line()}`"), path=COC_MD)
