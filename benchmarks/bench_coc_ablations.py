@@ -122,10 +122,15 @@ def result_path(variant: str, loss: str, seed: int, steps: int, batch: int) -> P
     return RESULTS / f"{variant}__{loss}__b{batch}__{steps}__s{seed}.json"
 
 
+def budget_suffix(steps: int) -> str:
+    """The budget in run-directory and picture names, so that a longer run never replaces a
+    shorter one's; the 1,000-step runs and pictures keep their original names."""
+    return "" if steps == 1000 else f"-{steps}"
+
+
 def run_dir(workdir: Path, variant: str, loss: str, steps: int) -> Path:
-    """Where a run is trained; the budget is in the name so that a longer run never replaces a
-    shorter one's directory (the 1,000-step runs keep their original names)."""
-    return workdir / (f"{variant}-{loss}" if steps == 1000 else f"{variant}-{loss}-{steps}")
+    """Where a run is trained."""
+    return workdir / f"{variant}-{loss}{budget_suffix(steps)}"
 
 
 def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: int, lr: float,
@@ -190,8 +195,7 @@ def report(args: argparse.Namespace) -> None:
                           *[mean_std([r[m] for r in rs if m in r]) for m in METRICS], rel,
                           f"{sum(r['img_per_s'] for r in rs) / len(rs):.0f}"])
             first = rs[0]
-            suffix = "" if args.steps == 1000 else f"-{args.steps}"  # the 1,000-step pictures keep their names
-            name = f"coc-ablation-{variant}-{loss}{suffix}.png"
+            name = f"coc-ablation-{variant}-{loss}{budget_suffix(args.steps)}.png"
             alt = f"{variant}, {loss}, seed {first['seed']}, {args.steps} steps"
             if Path(first["grid"]).exists():
                 pictures.append(publish_picture(first["grid"], name, alt))

@@ -37,23 +37,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows, header = [], None
+    rows, num_classes = [], None
     for run_dir in args.runs:
         run = load_run(run_dir)
         data = run.data
-        names = list(getattr(data, "classes", None) or [])
-        num_classes = len(names) or int(max(data[i][1] for i in range(len(data)))) + 1
-        names = names or [str(i) for i in range(num_classes)]
-        if header is None:
-            header = names
-            real = torch.tensor([int(data[i][1]) for i in range(len(data))])
+        real = data.labels()  # the dataset contract's labels and class count
+        if not data.num_classes or real is None:
+            raise SystemExit(f"{run_dir}: its dataset {run.config.data!r} has no labels")
+        if num_classes is None:
+            num_classes = data.num_classes
             rows.append(["real (training split)", "-", *[f"{s:.1f}" for s in shares(real, num_classes)]])
-        elif names != header:
+        elif data.num_classes != num_classes:
             raise SystemExit(f"{run_dir}: its classes differ from the first run's; give runs of one dataset")
-        clf = classifier_for(run.config.data, run.data.image_shape[-1], data_opt=run.config.data_opt, progress=False)
+        clf = classifier_for(run.config.data, data.image_shape[-1], data_opt=run.config.data_opt, progress=False)
         pred = clf.probs(run.generate(args.n, seed=args.seed)).argmax(1)
         rows.append([run_dir, run.step, *[f"{s:.1f}" for s in shares(pred, num_classes)]])
-    print(markdown_table(["run", "step", *header], rows))
+    print(markdown_table(["run", "step", *map(str, range(num_classes))], rows))
 
 
 if __name__ == "__main__":
