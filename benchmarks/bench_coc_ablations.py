@@ -51,6 +51,9 @@ SMALL_RATES = "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
 OFFICIAL_REDUCER = "cell,overlap,overlap,overlap"
 DEFAULTS = {"gen_opt": {"increaser": "overlap", "init": "official", "stages": SMALL_RATES},
             "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}
+#: the moving average's decay: its horizon (about 1 / (1 - decay) = 200 steps) fits both budgets, and the
+#: random initial weights keep 0.995^1000 < 1% of the average at 1,000 steps (0.999 would keep 37%)
+EMA = 0.995
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
@@ -94,6 +97,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                           {**DEFAULTS, "reg": ["sn"], "cond": "labels"}),
     "default-sn-lr-d-4e-4": ("`default-sn` with D's learning rate at twice G's (4e-4)",
                              {**DEFAULTS, "reg": ["sn"], "lr_d": 4e-4}),
+    "default-sn-ema": ("`default-sn` with an exponential moving average of G's weights, decay 0.995 (`--ema 0.995`; "
+                       "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
+    "default-sn-r1": ("`default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps)",
+                      {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
+    "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
+                  {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
                      {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }
@@ -134,7 +143,7 @@ def run_dir(workdir: Path, variant: str, loss: str, steps: int) -> Path:
 
 
 def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: int, lr: float,
-            workdir: Path) -> dict[str, Any]:
+            workdir: Path, eval_at: list[int]) -> dict[str, Any]:
     import torch
     from harness import Combo
     from harness import run_one as train_and_measure
@@ -145,9 +154,21 @@ def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: 
     combo = Combo(s.pop("gen"), s.pop("disc"), name, [*regs, *s.pop("reg", [])], optimizer, gen_opt=s.pop("gen_opt"),
                   disc_opt=s.pop("disc_opt"), cond=s.pop("cond", None))
     row = train_and_measure(combo, "fashion-mnist", seed, steps, batch, n_eval, run_dir(workdir, variant, loss, steps), lr=lr,
-                            explicit={"reg"}, **s)  # the regularizers exactly as listed
+                            explicit={"reg"}, eval_at=eval_at, **s)  # the regularizers exactly as listed
     row.update(variant=variant, loss=loss, lr=lr)
     return row
+
+
+def eval_at(args: argparse.Namespace) -> list[int]:
+    """``--eval-at``'s steps; each must lie strictly inside ``--steps``."""
+    try:
+        steps = [int(x) for x in args.eval_at.split(",") if x.strip()]
+    except ValueError:
+        sys.exit(f"--eval-at takes a comma list of steps, got {args.eval_at!r}")
+    bad = [k for k in steps if not 0 < k < args.steps]
+    if bad:
+        sys.exit(f"--eval-at steps must lie between 0 and --steps ({args.steps}), got {bad[0]}")
+    return steps
 
 
 def launch(jobs: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
@@ -160,7 +181,7 @@ def launch(jobs: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
             job = pending.pop(0)
             cmd = [sys.executable, __file__, "--one", f"{job[0]}:{job[1]}:{job[2]}", "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size), "--n-eval", str(args.n_eval), "--lr", str(args.lr),
-                   "--workdir", args.workdir]
+                   "--workdir", args.workdir, "--eval-at", args.eval_at]
             print(f"[{time.strftime('%H:%M:%S')}] start {job}", flush=True)
             running.append((subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), job))
         time.sleep(5)
@@ -177,11 +198,11 @@ def report(args: argparse.Namespace) -> None:
     order = list(VARIANTS)
     rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
 
-    def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN
-        return "dcgan-labels" if variant.endswith("-labels") else "dcgan"
+    def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN, averaged G against averaged G
+        return next((f"dcgan-{t}" for t in ("labels", "ema") if variant.endswith(f"-{t}")), "dcgan")
 
     base = {(b, loss): [r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss]
-            for b in ("dcgan", "dcgan-labels") for loss in LOSSES}
+            for b in ("dcgan", "dcgan-labels", "dcgan-ema") for loss in LOSSES}
     table, pictures = [], []
     for loss in LOSSES:
         for variant in order:
@@ -213,13 +234,25 @@ def report(args: argparse.Namespace) -> None:
         "`evaluate_generator` on "
         f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
         "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID of `dcgan` (of `dcgan-labels` for "
-        "conditional rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
+        "conditional rows, of `dcgan-ema` for `-ema` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
         "(compare within this table only"
         + ("; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower than their models' speed"
            if any(r["variant"] in DIAGNOSTIC for r in rows) else "") + ").\n\n"
-        f"{legend}\n\n{md}\n\nSample grids (first seed), in table order: {' '.join(pictures)}\n\n"
+        f"{legend}\n\n{md}\n\n{within(rows)}Sample grids (first seed), in table order: {' '.join(pictures)}\n\n"
         f"Runs (each kept in `benchmarks/results/coc-ablations/`, trained again only when missing): "
         + "; ".join(f"`{c}`" for c in reproduce(rows, args)) + f"\n\nTable: `{command_line()}`"), path=COC_MD)
+
+
+def within(rows: list[dict[str, Any]]) -> str:
+    """A sentence naming the rows measured at an earlier step of longer runs (``--eval-at``)."""
+    longer: dict[int, list[str]] = {}
+    for r in rows:
+        if r.get("measured_within") and r["variant"] not in longer.setdefault(r["measured_within"], []):
+            longer[r["measured_within"]].append(r["variant"])
+    return "".join(
+        f"Measured at step {rows[0]['steps']} of {total}-step runs (`--steps {total} --eval-at {rows[0]['steps']}`; a run "
+        f"passes through the weights a {rows[0]['steps']}-step run ends with, and the img/s are the longer runs'): "
+        + ", ".join(f"`{v}`" for v in vs) + ".\n\n" for total, vs in longer.items())
 
 
 def reproduce(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
@@ -246,6 +279,9 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=10000)
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each)")
     ap.add_argument("--workdir", default="runs/coc-ablations")
+    ap.add_argument("--eval-at", default="", metavar="STEPS",
+                    help="comma list of earlier steps to measure within each run as well (e.g. 1000 with --steps 3000): "
+                         "each is kept as that budget's result unless one is kept already")
     ap.add_argument("--list", action="store_true", help="print the variants and exit")
     ap.add_argument("--report", action="store_true", help="only rebuild the table from kept results")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # VARIANT:LOSS:SEED, run in a child process
@@ -256,12 +292,24 @@ def main() -> None:
         return
     if args.one:
         variant, loss, seed = args.one.split(":")
-        row = run_one(variant, loss, int(seed), args.steps, args.batch_size, args.n_eval, args.lr, Path(args.workdir))
+        row = run_one(variant, loss, int(seed), args.steps, args.batch_size, args.n_eval, args.lr, Path(args.workdir),
+                      eval_at(args))
         row["n_eval"] = args.n_eval
         RESULTS.mkdir(parents=True, exist_ok=True)
+        for step, metrics in row.pop("at", {}).items():  # the same weights as a run of `step` steps ends with
+            early = {**row, **metrics, "steps": step, "measured_within": args.steps}
+            path = result_path(variant, loss, int(seed), step, args.batch_size)
+            if path.exists():
+                kept = json.loads(path.read_text())
+                same = "the same" if kept["fid_lenet"] == early["fid_lenet"] else "different"
+                print(f"step {step}: fid_lenet {early['fid_lenet']!r}; kept result (not replaced): "
+                      f"{kept['fid_lenet']!r} ({same})", flush=True)
+            else:
+                path.write_text(json.dumps(early, indent=1))
         result_path(variant, loss, int(seed), args.steps, args.batch_size).write_text(json.dumps(row, indent=1))
         print({k: row[k] for k in ("variant", "loss", "seed", "fid_lenet", "class_coverage", "img_per_s")}, flush=True)
         return
+    eval_at(args)  # a bad list stops here, before anything trains
     if not args.report:
         variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
         unknown = [v for v in variants if v not in VARIANTS]

@@ -25,6 +25,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, command_line, markdown_table, mean_std, publish_picture, write_section  # noqa: E402
 
-from gzoo import create  # noqa: E402
+from gzoo import create, hookimpl  # noqa: E402
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.evaluation import classifier_for, evaluate_generator, measured_by, metric_names  # noqa: E402
 from gzoo.run import count_parameters  # noqa: E402
@@ -94,33 +95,75 @@ def auto_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64, n_eval: int = 10000,
-            workdir: Path = Path("runs/bench"), explicit: Any = None, **extra: Any) -> dict[str, Any]:
-    """Train one run and evaluate it; returns metrics, images/s and parameter counts.
-
-    ``explicit``: the settings to take literally (``Trainer``'s; default: gzoo completes the
-    config as for ``gzoo run``, e.g. adding the discriminator's default regularizer)."""
-    out = Path(workdir) / f"{combo.gen}-{combo.disc}-{combo.loss}{''.join('-' + r for r in combo.reg)}" \
-                          f"{'-' + combo.cond if combo.cond else ''}-s{seed}"
-    if out.exists():
-        shutil.rmtree(out)
-    trainer = Trainer(combo.config(data, seed, steps, batch_size, out, **extra), explicit=explicit)
-    t0 = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - t0
-    if trainer.step < steps:  # stopped by a signal (fit saves and returns): not a result of this budget
-        raise SystemExit(f"{out}: stopped at step {trainer.step} of {steps}; not evaluated, no result written")
+def measure(trainer: Trainer, combo: Combo, n_eval: int) -> dict[str, Any]:
+    """The run's sample grid at its current step and ``evaluate_generator``'s metrics on
+    ``n_eval`` samples (EMA weights when the run keeps them)."""
     grid = trainer.run_dir / "samples" / f"step_{trainer.step:06d}.png"
     if not grid.exists():
         grid = trainer.write_samples()
-    samples, labels = trainer.generate(n_eval, seed=seed, return_labels=True)
-    metrics = evaluate_generator(samples, data, n=n_eval, seed=seed, data_opt=trainer.config.data_opt, progress=False,
+    c = trainer.config
+    samples, labels = trainer.generate(n_eval, seed=c.seed, return_labels=True)
+    metrics = evaluate_generator(samples, c.data, n=n_eval, seed=c.seed, data_opt=c.data_opt, progress=False,
                                  labels=labels if combo.cond == "labels" else None)  # label_agreement
+    return {"grid": str(grid), "eval_seconds": metrics.pop("seconds"),
+            **{k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}}
+
+
+class EvalAt:
+    """A plugin that measures a run at earlier steps from inside ``fit`` (after the generator
+    update of each step in ``steps``), so that one long run also gives the shorter budgets'
+    results: nothing in a run's schedule depends on its total length (``cosine`` does, and is
+    refused), so its weights at step k are those a k-step run ends with. The measurement runs
+    under a forked RNG and its time is not counted as training time."""
+
+    def __init__(self, steps: list[int], combo: Combo, n_eval: int):
+        self.steps, self.combo, self.n_eval = sorted(steps), combo, n_eval
+        self.results: dict[int, dict[str, Any]] = {}
+        self.seconds = 0.0
+
+    @hookimpl
+    def gzoo_after_g_step(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None:
+        if step in self.steps:
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                self.results[step] = measure(trainer, self.combo, self.n_eval)
+            self.seconds += time.perf_counter() - t0
+
+
+def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64, n_eval: int = 10000,
+            workdir: Path = Path("runs/bench"), explicit: Any = None, eval_at: Sequence[int] = (),
+            **extra: Any) -> dict[str, Any]:
+    """Train one run and evaluate it; returns metrics, images/s and parameter counts.
+
+    ``explicit``: the settings to take literally (``Trainer``'s; default: gzoo completes the
+    config as for ``gzoo run``, e.g. adding the discriminator's default regularizer).
+    ``eval_at``: earlier steps to measure as well (:class:`EvalAt`); their results are in the
+    returned row's ``"at"``, keyed by step."""
+    out = Path(workdir) / f"{combo.gen}-{combo.disc}-{combo.loss}{''.join('-' + r for r in combo.reg)}" \
+                          f"{'-' + combo.cond if combo.cond else ''}-s{seed}"
+    early = [k for k in eval_at if not 0 < k < steps]
+    if early:
+        raise ValueError(f"eval_at steps must lie between 0 and the run's {steps} steps, got {early}")
+    if eval_at and extra.get("cosine"):
+        raise ValueError("eval_at needs a schedule that does not depend on the run's length; cosine does")
+    if out.exists():
+        shutil.rmtree(out)
+    trainer = Trainer(combo.config(data, seed, steps, batch_size, out, **extra), explicit=explicit)
+    probe = EvalAt(list(eval_at), combo, n_eval)
+    trainer.pm.pm.register(probe)
+    t0 = time.perf_counter()
+    try:
+        trainer.fit()
+    finally:
+        trainer.pm.pm.unregister(probe)
+    seconds = time.perf_counter() - t0 - probe.seconds
+    if trainer.step < steps:  # stopped by a signal (fit saves and returns): not a result of this budget
+        raise SystemExit(f"{out}: stopped at step {trainer.step} of {steps}; not evaluated, no result written")
     return {"combo": combo.label, "data": data, "seed": seed, "steps": steps, "batch_size": batch_size,
             "img_per_s": steps * batch_size / seconds, "train_seconds": seconds,
-            "eval_seconds": metrics.pop("seconds"), "params_G": count_parameters(trainer.G),
-            "params_D": count_parameters(trainer.D), "grid": str(grid), "run": str(trainer.run_dir),
-            **{k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}}
+            "params_G": count_parameters(trainer.G), "params_D": count_parameters(trainer.D),
+            "run": str(trainer.run_dir), **measure(trainer, combo, n_eval),
+            **({"at": probe.results} if eval_at else {})}
 
 
 def run_grid(combos: list[Combo], data: str, seeds: list[int], steps: int, batch_size: int = 64,

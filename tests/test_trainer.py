@@ -72,6 +72,37 @@ def test_ctrl_c_saves_and_resume_is_exact_with_every_feature(tmp_path, register_
     assert a.opt_G.param_groups[0]["lr"] == b.opt_G.param_groups[0]["lr"]
 
 
+class SnapshotAt:
+    """A throwaway plugin that copies G, D and G_ema at one step and draws samples there, as
+    benchmarks/harness.py's ``EvalAt`` measures a shorter budget inside a longer run."""
+
+    def __init__(self, step):
+        self.at, self.weights = step, None
+
+    @gzoo.hookimpl
+    def gzoo_after_g_step(self, trainer, step):
+        if step == self.at:
+            self.weights = {m: {k: v.clone() for k, v in getattr(trainer, m).state_dict().items()}
+                            for m in ("G", "D", "G_ema")}
+            trainer.generate(50, seed=3)
+
+
+def test_a_longer_run_passes_through_the_shorter_runs_weights(tmp_path, register_plugin):
+    """Nothing but ``cosine`` depends on a run's length, and sampling from a hook does not
+    disturb training: step 10 of a 20-step run equals a 10-step run (EMA, labels, n_critic),
+    and the 20 steps equal 20 steps without the hook."""
+    cfg = dict(RING, ema=0.9, n_critic=2, cond="labels")
+    short = train(RunConfig(**cfg, steps=10, out=str(tmp_path / "short")))
+    plain = train(RunConfig(**cfg, steps=20, out=str(tmp_path / "plain")))
+    snap = SnapshotAt(10)
+    register_plugin(snap, "snapshot")
+    long = train(RunConfig(**cfg, steps=20, out=str(tmp_path / "long")))
+    for m in ("G", "D", "G_ema"):
+        for k, v in getattr(short, m).state_dict().items():
+            assert torch.equal(snap.weights[m][k], v), f"{m}.{k}"
+        _assert_same_weights(getattr(plain, m), getattr(long, m))
+
+
 def test_checkpoint_contents_and_atomic_write(tmp_path):
     t = train(RunConfig(**RING, steps=3, ema=0.5, out=str(tmp_path / "r")))
     ck = tmp_path / "r" / "checkpoints"
