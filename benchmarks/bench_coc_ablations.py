@@ -101,6 +101,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
     "default-sn-r1": ("`default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps)",
                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
+    "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`)",
+                             {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels"}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
