@@ -141,9 +141,9 @@ def run_one(combo: Combo, data: str, seed: int, steps: int, batch_size: int = 64
     returned row's ``"at"``, keyed by step."""
     out = Path(workdir) / f"{combo.gen}-{combo.disc}-{combo.loss}{''.join('-' + r for r in combo.reg)}" \
                           f"{'-' + combo.cond if combo.cond else ''}-s{seed}"
-    early = [k for k in eval_at if not 0 < k < steps]
-    if early:
-        raise ValueError(f"eval_at steps must lie between 0 and the run's {steps} steps, got {early}")
+    outside = [k for k in eval_at if not 0 < k < steps]
+    if outside:
+        raise ValueError(f"eval_at steps must lie between 0 and the run's {steps} steps, got {outside}")
     if eval_at and extra.get("cosine"):
         raise ValueError("eval_at needs a schedule that does not depend on the run's length; cosine does")
     if out.exists():
