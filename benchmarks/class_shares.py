@@ -22,11 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import markdown_table  # noqa: E402
 
 from gzoo.default_plugins.evaluation import classifier_for  # noqa: E402
+from gzoo.metrics.image import class_counts  # noqa: E402
 from gzoo.run import load_run  # noqa: E402
 
 
 def shares(labels: torch.Tensor, num_classes: int) -> list[float]:
-    counts = torch.bincount(labels.long(), minlength=num_classes).double()
+    """Percentages of each class (from gzoo's ``class_counts``, the histogram behind ``class_coverage``)."""
+    counts = class_counts(labels, num_classes)
     return (100 * counts / counts.sum()).tolist()
 
 

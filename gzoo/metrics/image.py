@@ -124,15 +124,19 @@ def prdc(real: Tensor, fake: Tensor, *, k_pr: int = 3, k_dc: int = 5, chunk: int
     }
 
 
+def class_counts(labels: Tensor, num_classes: int) -> Tensor:
+    """How many of ``labels`` fall in each class ``0..num_classes-1`` (float64)."""
+    return torch.bincount(labels.long(), minlength=num_classes).double()
+
+
 def class_histogram_metrics(fake_probs: Tensor, real_labels: Tensor, num_classes: int, *, min_fraction: float = 0.1) -> dict[str, float]:
     """Class coverage and reverse KL of the predicted-class histogram against the real one.
 
     ``class_coverage``: fraction of classes whose share among generated samples is at least
     ``min_fraction`` of their real share. ``class_rkl``: ``KL(p_gen || p_real)`` in nats.
     """
-    pred = fake_probs.argmax(1)
-    p_gen = torch.bincount(pred, minlength=num_classes).double() / len(pred)
-    p_real = torch.bincount(real_labels.long(), minlength=num_classes).double() / len(real_labels)
+    p_gen = class_counts(fake_probs.argmax(1), num_classes) / len(fake_probs)
+    p_real = class_counts(real_labels, num_classes) / len(real_labels)
     covered = (p_gen >= min_fraction * p_real) & (p_real > 0)
     return {
         "class_coverage": float(covered.double().sum() / (p_real > 0).double().sum()),

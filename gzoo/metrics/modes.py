@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UsageError
-from .image import reverse_kl
+from .image import class_counts, reverse_kl
 
 MIN_SAMPLES = 2500
 
@@ -70,6 +70,6 @@ def stacked_mode_metrics(samples: Tensor, classifier: Any, real_labels: Tensor) 
     n = len(samples)
     per_channel = classifier.logits(samples.flatten(0, 1).unsqueeze(1)).argmax(1).view(n, 3)
     modes = (per_channel * torch.tensor([100, 10, 1])).sum(1)
-    p_gen = torch.bincount(modes, minlength=1000).double() / n
-    p_real = torch.bincount(real_labels.long(), minlength=1000).double() / len(real_labels)
+    p_gen = class_counts(modes, 1000) / n
+    p_real = class_counts(real_labels, 1000) / len(real_labels)
     return {"modes": int((p_gen > 0).sum()), "num_modes": 1000, "reverse_kl": reverse_kl(p_gen, p_real), "n": n}
