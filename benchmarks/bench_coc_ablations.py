@@ -162,15 +162,36 @@ def run_one(variant: str, loss: str, seed: int, steps: int, batch: int, n_eval: 
 
 
 def eval_at(args: argparse.Namespace) -> list[int]:
-    """``--eval-at``'s steps; each must lie strictly inside ``--steps``."""
+    """``--eval-at``'s steps; each must lie strictly inside ``--steps`` (ValueError otherwise)."""
     try:
         steps = [int(x) for x in args.eval_at.split(",") if x.strip()]
     except ValueError:
-        sys.exit(f"--eval-at takes a comma list of steps, got {args.eval_at!r}")
+        raise ValueError(f"--eval-at takes a comma list of steps, got {args.eval_at!r}") from None
     bad = [k for k in steps if not 0 < k < args.steps]
     if bad:
-        sys.exit(f"--eval-at steps must lie between 0 and --steps ({args.steps}), got {bad[0]}")
+        raise ValueError(f"--eval-at steps must lie between 0 and --steps ({args.steps}), got {bad[0]}")
     return steps
+
+
+def jobs_of(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """The (variant, loss, seed) runs ``--variants``, ``--losses`` and ``--seeds`` ask for (ValueError
+    naming the first bad one and the valid choices)."""
+    from gzoo.errors import suggest
+    from gzoo.plugins import get_plugin_manager
+
+    variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}.{suggest(unknown[0], VARIANTS)} Valid: {', '.join(VARIANTS)}")
+    losses = [spec.name for spec in get_plugin_manager().registry.list("loss")]
+    bad = [x for x in args.losses.split(",") if x not in losses]
+    if bad:
+        raise ValueError(f"unknown loss {bad[0]!r}.{suggest(bad[0], losses)} Valid: {', '.join(losses)}")
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds takes a comma list of integers, got {args.seeds!r}") from None
+    return [(v, loss, s) for loss in args.losses.split(",") for v in variants for s in seeds]
 
 
 def launch(jobs: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
@@ -311,14 +332,12 @@ def main() -> None:
         result_path(variant, loss, int(seed), args.steps, args.batch_size).write_text(json.dumps(row, indent=1))
         print({k: row[k] for k in ("variant", "loss", "seed", "fid_lenet", "class_coverage", "img_per_s")}, flush=True)
         return
-    eval_at(args)  # a bad list stops here, before anything trains
-    if not args.report:
-        variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
-        unknown = [v for v in variants if v not in VARIANTS]
-        if unknown:
-            sys.exit(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
-        losses = args.losses.split(",")
-        jobs = [(v, loss, int(s)) for loss in losses for v in variants for s in args.seeds.split(",")]
+    try:  # bad input stops here, before anything trains: one line, exit status 2
+        eval_at(args)
+        jobs = [] if args.report else jobs_of(args)
+    except ValueError as e:
+        ap.error(str(e))
+    if jobs:
         launch(jobs, args)
     report(args)
 

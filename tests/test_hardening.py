@@ -530,3 +530,20 @@ def test_loaded_run_needs_no_training_data_to_sample(tmp_path, monkeypatch):
     monkeypatch.setattr(type(run), "dataset", no_data)
     x = run.generate(50)
     assert x.shape == (50, 2)
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--variants", "defualt"], "unknown variant 'defualt'. Did you mean 'default'"),
+    (["--losses", "wgn"], "unknown loss 'wgn'. Did you mean 'wgan'"),
+    (["--steps", "3000", "--eval-at", "5000"], "--eval-at steps must lie between 0 and --steps (3000), got 5000"),
+])
+def test_ablation_benchmark_refuses_bad_input_before_training(tmp_path, argv, expect):
+    """benchmarks/bench_coc_ablations.py: a bad name or step list gets argparse's one line and exit 2,
+    before any run starts (nothing is written under --workdir)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_coc_ablations.py"), *argv,
+                        "--workdir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("bench_coc_ablations.py: error: ") and expect in last, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
