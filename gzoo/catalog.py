@@ -38,6 +38,8 @@ def catalog(pm: Any = None) -> dict[str, Any]:
             entry["conditional"] = d["conditional"]
         if d["default_reg"]:
             entry["default_reg"] = d["default_reg"]
+        if d["default_reg_opt"]:
+            entry["default_reg_opt"] = d["default_reg_opt"]
         entry["options"] = d["options"]
         components.append(entry)
     presets = {

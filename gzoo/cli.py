@@ -140,6 +140,7 @@ OPTION_FLAGS = {
 
 def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
     """``gzoo list NAME``: every component (or preset) called NAME, or the one of ``kind``."""
+    from .config import default_reg_text
     from .errors import UnknownNameError, suggest
 
     if kind == "preset":
@@ -176,8 +177,8 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
         if spec.kind in ("generator", "discriminator"):
             rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
         if spec.default_reg:
-            rows.append(("default reg", f"{', '.join(spec.default_reg)} (when a run names none and its loss "
-                                        "is not a Wasserstein one; --reg none: no regularizer)"))
+            rows.append(("default reg", f"{default_reg_text(spec.default_reg, spec.default_reg_opt)} (when a run "
+                                        "names none and its loss is not a Wasserstein one; --reg none: no regularizer)"))
         facts(rows)
         if not spec.options:
             console.print("no options\n")

@@ -283,15 +283,27 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
     :func:`complete_for_loss`; ``--reg none`` names an empty list) or the loss is a
     Wasserstein one (it gets :func:`complete_for_loss`'s clipping, as its paper trains it).
     """
-    wanted = [r for r in registry.get("discriminator", config.disc).default_reg
-              if any(s.kind == "regularizer" for s in registry.find(r))]  # registered ones
+    spec = registry.get("discriminator", config.disc)
+    wanted = [r for r in spec.default_reg if any(s.kind == "regularizer" for s in registry.find(r))]  # registered
     if not wanted or config.reg or "reg" in _explicit(config, explicit):
         return config, []
     if getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
         return config, []
-    note = (f"discriminator {config.disc!r} trains with {', '.join(wanted)} unless told otherwise: gzoo added "
-            f"reg={','.join(wanted)}. Choose others with --reg, or --reg none for no regularizer.")
-    return config.updated({"reg": wanted}, source=f"{config.disc} defaults"), [note]
+    given = config.reg_opt  # the run's own --reg-opt for them wins, key by key
+    opts = {r: {**spec.default_reg_opt.get(r, {}), **given.get(r, {})} for r in wanted
+            if spec.default_reg_opt.get(r) or given.get(r)}
+    note = (f"discriminator {config.disc!r} trains with {default_reg_text(wanted, spec.default_reg_opt)} unless told "
+            f"otherwise: gzoo added reg={','.join(wanted)}"
+            + "".join(f" --reg-opt {r}.{k}={v}" for r, o in spec.default_reg_opt.items() if r in wanted
+                      for k, v in o.items() if k not in given.get(r, {}))
+            + ". Choose others with --reg, or --reg none for no regularizer.")
+    return config.updated({"reg": wanted, "reg_opt": opts}, source=f"{config.disc} defaults"), [note]
+
+
+def default_reg_text(regs: Any, opts: dict[str, dict[str, Any]]) -> str:
+    """``sn, r1 (weight=1.0)``: a discriminator's default regularizers with their options."""
+    return ", ".join(r + (" (" + ", ".join(f"{k}={v}" for k, v in opts[r].items()) + ")" if opts.get(r) else "")
+                     for r in regs)
 
 
 def _explicit(config: RunConfig, explicit: Any) -> set[str]:

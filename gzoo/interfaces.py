@@ -240,6 +240,9 @@ class Discriminator(_Model, _Staged, nn.Module):
     #: e.g. ``("sn",)``; announced as a note and saved in the run's config
     #: (:func:`gzoo.config.complete_for_models`); ``--reg none`` trains without any
     default_reg: tuple[str, ...] = ()
+    #: options for the regularizers in :attr:`default_reg` when gzoo adds them, by name, e.g.
+    #: ``{"r1": {"weight": 1.0}}``; ``--reg-opt`` given for them on the same run wins key by key
+    default_reg_opt: ClassVar[dict[str, dict[str, Any]]] = {}
     feature_dim: int
     head: nn.Module
 

@@ -145,6 +145,11 @@ class ComponentSpec:
         return tuple(getattr(self.factory, "default_reg", ()))
 
     @property
+    def default_reg_opt(self) -> dict[str, dict[str, Any]]:
+        """The options of those regularizers (:attr:`gzoo.interfaces.Discriminator.default_reg_opt`)."""
+        return {name: dict(opts) for name, opts in getattr(self.factory, "default_reg_opt", {}).items()}
+
+    @property
     def id(self) -> str:
         return f"{self.kind}:{self.name}"
 
@@ -162,6 +167,8 @@ class ComponentSpec:
             "aliases": list(self.aliases),
             "conditional": self.conditional if self.kind in ("generator", "discriminator") else None,
             "default_reg": list(self.default_reg),
+            "default_reg_opt": {name: {k: _jsonable(v) for k, v in opts.items()}
+                                for name, opts in self.default_reg_opt.items()},
             "options": {o.name: _jsonable(o.default) for o in self.options.values()},
             "option_details": {o.name: o.describe() for o in self.options.values()},
         }

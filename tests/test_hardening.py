@@ -508,6 +508,44 @@ def test_default_reg_only_where_the_discriminator_asks(tmp_path):
     assert r.config.reg == [] and not r.notes
 
 
+class _R1Plugin:
+    """A discriminator that asks for spectral norm and R1 at weight 1 (R1's own default is 10)."""
+
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        from gzoo_classic.models import MLPDiscriminator
+
+        class MLPWithR1(MLPDiscriminator):
+            default_reg = ("sn", "r1")
+            default_reg_opt = {"r1": {"weight": 1.0}}
+
+        register("discriminator", "mlp-r1", MLPWithR1, paper="none")
+
+
+@pytest.mark.parametrize("extra,reg,r1", [
+    ([], ["sn", "r1"], {"weight": 1.0, "every": 16}),  # the discriminator's options
+    (["--reg-opt", "r1.every=4"], ["sn", "r1"], {"weight": 1.0, "every": 4}),  # the run's own win key by key
+    (["--reg-opt", "r1.weight=3"], ["sn", "r1"], {"weight": 3.0, "every": 16}),
+    (["--reg", "r1"], ["r1"], {"weight": 10.0, "every": 16}),  # a regularizer named: R1's own defaults
+])
+def test_default_reg_carries_its_options(tmp_path, cli, register_plugin, extra, reg, r1):
+    register_plugin(_R1Plugin(), "r1-plugin")
+    out = tmp_path / "r"
+    r = cli("run", *RING_CLI[:2], "--disc", "mlp-r1", *RING_CLI[6:], "--steps", "2", "--sample-every", "0",
+            "--quiet", *extra, "--out", out)
+    assert r.exit_code == 0, r.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["reg"] == reg
+    t = Trainer(RunConfig(**{**saved, "out": str(tmp_path / "again")}), explicit=set(saved))
+    assert t.regs["r1"].weight == r1["weight"] and t.regs["r1"].every == r1["every"]
+    added = not extra or extra[0] == "--reg-opt"
+    assert ("gzoo added reg=sn,r1" in " ".join(r.stderr.split())) == added
+    assert ("--reg-opt r1.weight=1.0" in " ".join(r.stderr.split())) == (extra == [] or "every" in extra[1])
+    listed = " ".join(cli("list", "mlp-r1").stdout.split())
+    assert "sn, r1 (weight=1.0) (when a run names none" in listed
+    assert json.loads(cli("list", "mlp-r1", "--json").stdout)["default_reg_opt"] == {"r1": {"weight": 1.0}}
+
+
 def test_every_default_reg_is_a_registered_regularizer(cli):
     from gzoo.plugins import get_plugin_manager
 
