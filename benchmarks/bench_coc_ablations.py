@@ -85,6 +85,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                           {"gen": "cocgan", "disc": "dcgan", "gen_opt": dict(DEFAULTS["gen_opt"])}),
     "dcgan-vs-coc-d": ("diagnostic: DCGAN's generator against gzoo's default CoC discriminator",
                        {"gen": "dcgan", "disc": "coc", "disc_opt": dict(DEFAULTS["disc_opt"])}),
+    "cocgan-vs-dcgan-d-labels": ("diagnostic: `cocgan-vs-dcgan-d` conditional on the labels (`--cond labels`)",
+                                 {"gen": "cocgan", "disc": "dcgan", "gen_opt": dict(DEFAULTS["gen_opt"]),
+                                  "cond": "labels"}),
+    "dcgan-vs-coc-d-labels": ("diagnostic: `dcgan-vs-coc-d` conditional on the labels, spectral norm on the CoC D "
+                              "as its default (`--cond labels --reg sn`)",
+                              {"gen": "dcgan", "disc": "coc", "disc_opt": dict(DEFAULTS["disc_opt"]), "reg": ["sn"],
+                               "cond": "labels"}),
     "default-lr-d-5e-5": ("the defaults with D's learning rate at a quarter of G's (5e-5)", {**DEFAULTS, "lr_d": 5e-5}),
     "default-r1": ("the defaults with a lazy R1 penalty on D (weight 1, every 16 steps)",
                    {**DEFAULTS, "reg": ["r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
@@ -177,16 +184,14 @@ def jobs_of(args: argparse.Namespace) -> list[tuple[str, str, int]]:
     """The (variant, loss, seed) runs ``--variants``, ``--losses`` and ``--seeds`` ask for (ValueError
     naming the first bad one and the valid choices)."""
     from gzoo.errors import suggest
-    from gzoo.plugins import get_plugin_manager
 
     variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}.{suggest(unknown[0], VARIANTS)} Valid: {', '.join(VARIANTS)}")
-    losses = [spec.name for spec in get_plugin_manager().registry.list("loss")]
-    bad = [x for x in args.losses.split(",") if x not in losses]
+    bad = [x for x in args.losses.split(",") if x not in LOSSES]  # the losses this benchmark has settings for
     if bad:
-        raise ValueError(f"unknown loss {bad[0]!r}.{suggest(bad[0], losses)} Valid: {', '.join(losses)}")
+        raise ValueError(f"unknown loss {bad[0]!r}.{suggest(bad[0], LOSSES)} Valid: {', '.join(LOSSES)}")
     try:
         seeds = [int(x) for x in args.seeds.split(",")]
     except ValueError:
