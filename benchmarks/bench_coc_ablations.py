@@ -97,18 +97,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                    {**DEFAULTS, "reg": ["r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
     "default-d-small": ("the defaults with D's blocks halved (`head_dim=16`, `mlp_r=4`)",
                         {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "head_dim": 16, "mlp_r": 4}}),
-    "default-sn": ("gzoo's defaults: the default models with spectral norm on every linear map of D (`--reg sn`, "
-                   "`coc`'s default regularizer)",
+    "default-sn": ("the default models with spectral norm on every linear map of D (`--reg sn`; gzoo's default "
+                   "until R1 joined it, `default-sn-r1`)",
                    {**DEFAULTS, "reg": ["sn"]}),
-    "default-sn-labels": ("`default-sn` (gzoo's defaults) conditional on the labels (`--cond labels`)",
+    "default-sn-labels": ("`default-sn` conditional on the labels (`--cond labels`)",
                           {**DEFAULTS, "reg": ["sn"], "cond": "labels"}),
     "default-sn-lr-d-4e-4": ("`default-sn` with D's learning rate at twice G's (4e-4)",
                              {**DEFAULTS, "reg": ["sn"], "lr_d": 4e-4}),
     "default-sn-ema": ("`default-sn` with an exponential moving average of G's weights, decay 0.995 (`--ema 0.995`; "
                        "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
-    "default-sn-r1": ("`default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps)",
+    "default-sn-r1": ("gzoo's defaults: `default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps; "
+                      "`coc`'s default regularizers)",
                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
-    "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`)",
+    "default-sn-r1-labels": ("`default-sn-r1` (gzoo's defaults) conditional on the labels (`--cond labels`)",
                              {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels"}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),

@@ -42,10 +42,11 @@ from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
 from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
 
-#: label -> (G, D, settings); settings named here are taken literally (``reg: []``: no regularizer),
-#: the others completed as ``gzoo run`` does (``coc`` gets its default spectral norm)
+#: label -> (G, D, settings); settings named here are taken literally (``reg: []``: no regularizer).
+#: CoC-GAN's rows name their regularizers: gzoo's default for ``coc`` (spectral norm and a lazy R1
+#: penalty every 16 D steps) would put R1's extra backward into some rounds and not others.
 MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}),
-          "CoC-GAN (cocgan + coc, spectral norm: gzoo's default)": ("cocgan", "coc", {}),
+          "CoC-GAN (cocgan + coc), spectral norm (`--reg sn`)": ("cocgan", "coc", {"reg": ["sn"]}),
           "CoC-GAN, no regularizer (`--reg none`)": ("cocgan", "coc", {"reg": []}),
           "CoC-GAN, Table 1's models, no regularizer": ("cocgan", "coc", {**TABLE1_OPTIONS, "reg": []})}
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
@@ -137,7 +138,8 @@ def main() -> None:
             "coc-speed",
             "## Speed at the same architecture: GFLOP/step, GFLOP/s, share of the matmul peak\n\n"
             f"digits 1x28x28, batch {args.batch_size}, non-saturating loss, Adam, default model options, regularizers "
-            "as labelled (CoC-GAN's default is spectral norm on D); a step is "
+            "as labelled (gzoo's default for CoC-GAN is spectral norm and a lazy R1 penalty every 16 D steps; R1's "
+            "extra backward is not timed here); a step is "
             "`Trainer.train_step()` (one D update and one G update, forward and backward). GFLOP/step: "
             "`torch.utils.flop_counter.FlopCounterMode` around one real step (matrix products and convolutions, "
             "forward and backward; elementwise work, norms and the optimizer are not counted). images/s: batch x "

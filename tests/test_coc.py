@@ -645,7 +645,7 @@ def test_presets_follow_the_paper(pm):
     assert p["reg"] == [] and t["reg"] == []
     assert complete_for_models(RunConfig().updated(p), pm.registry, explicit=set(p))[0].reg == []
     without = {k: v for k, v in p.items() if k != "reg"}  # the same settings, naming no regularizer
-    assert complete_for_models(RunConfig().updated(without), pm.registry, explicit=set(without))[0].reg == ["sn"]
+    assert complete_for_models(RunConfig().updated(without), pm.registry, explicit=set(without))[0].reg == ["sn", "r1"]
 
 
 @pytest.mark.parametrize("impl", ["fused", "bmm"])

@@ -468,10 +468,10 @@ COC_CLI = ["--gen", "cocgan", "--disc", "coc", "--steps", "2", "--batch-size", "
 @pytest.mark.parametrize(
     "extra,reg",
     [
-        ([], ["sn"]),  # nothing chosen: coc's default_reg
-        (["--reg", "r1"], ["r1"]),  # a regularizer chosen: only it
+        ([], ["sn", "r1"]),  # nothing chosen: coc's default_reg
+        (["--reg", "r1"], ["r1"]),  # a regularizer chosen: only it, with R1's own weight
         (["--reg", "none"], []),  # none at all
-        (["--loss", "hinge"], ["sn"]),  # any loss without its own constraint
+        (["--loss", "hinge"], ["sn", "r1"]),  # any loss without its own constraint
     ],
 )
 def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
@@ -479,10 +479,12 @@ def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
     r = cli("run", *COC_CLI, *extra, "--out", out)
     assert r.exit_code == 0, r.output
     text = (out / "config.yaml").read_text()
-    assert yaml.safe_load(text)["reg"] == reg
-    added = reg == ["sn"]
-    assert text.startswith("# discriminator 'coc' trains with sn") == added
-    assert ("reg=sn" in r.stderr) == added
+    saved = yaml.safe_load(text)
+    assert saved["reg"] == reg
+    added = reg == ["sn", "r1"]
+    assert text.startswith("# discriminator 'coc' trains with sn, r1 (weight=1.0)") == added
+    assert ("reg=sn,r1 --reg-opt r1.weight=1.0" in " ".join(r.stderr.split())) == added
+    assert saved["reg_opt"] == ({"r1": {"weight": 1.0}} if added else {})
     # the saved D is spectral-normalised exactly when sn is on
     state = load_checkpoint(out / "checkpoints" / "last.pt")["D"]
     assert any(k.endswith("parametrizations.weight.original") for k in state) == ("sn" in reg)
@@ -499,7 +501,7 @@ def test_default_reg_only_where_the_discriminator_asks(tmp_path):
     assert t.config.reg == [] and not t.notes
     t = Trainer(RunConfig(gen="cocgan", disc="coc", steps=1, batch_size=4, sample_every=0, progress=False,
                           out=str(tmp_path / "coc")))  # the Python API completes as the CLI does
-    assert t.config.reg == ["sn"] and len(t.notes) == 1
+    assert t.config.reg == ["sn", "r1"] and t.config.reg_opt == {"r1": {"weight": 1.0}} and len(t.notes) == 1
     t = Trainer(RunConfig(gen="cocgan", disc="coc", steps=1, batch_size=4, sample_every=0, progress=False,
                           out=str(tmp_path / "lit")), explicit={"reg"})  # reg taken literally
     assert t.config.reg == [] and not t.notes
@@ -551,11 +553,11 @@ def test_every_default_reg_is_a_registered_regularizer(cli):
 
     registry = get_plugin_manager().registry
     asked = {spec.name: spec.default_reg for spec in registry.list("discriminator") if spec.default_reg}
-    assert asked.get("coc") == ("sn",)
+    assert asked.get("coc") == ("sn", "r1")
     for name in {r for regs in asked.values() for r in regs}:
         registry.get("regularizer", name)  # raises UnknownNameError if a model asks for a missing one
     shown = cli("list", "coc", "--kind", "discriminator").stdout
-    assert "default reg" in shown and "sn (when a run names none" in " ".join(shown.split())
+    assert "default reg" in shown and "sn, r1 (weight=1.0) (when a run names none" in " ".join(shown.split())
 
 
 def test_loaded_run_needs_no_training_data_to_sample(tmp_path, monkeypatch):
