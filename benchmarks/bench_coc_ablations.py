@@ -44,7 +44,8 @@ METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "la
 #: ``cocgan-paper-table1`` preset's models); the single-change variants change one thing from
 #: it; "default..." are gzoo's default models (spelled out, so the runs do not move with them).
 #: Every row trains with exactly the regularizers it lists (none unless it names one), while
-#: ``gzoo run`` adds ``coc``'s default regularizer, spectral norm: that is ``default-sn``.
+#: ``gzoo run`` adds ``coc``'s default regularizers, spectral norm and R1 of weight 1: that is
+#: ``default-sn-r1`` (``default-sn-r1-labels`` when conditional).
 TABLE1 = {"gen_opt": {**TABLE1_OPTIONS["gen_opt"], "layer_scale": 1e-5},
           "disc_opt": {**TABLE1_OPTIONS["disc_opt"], "layer_scale": 1e-5}}
 SMALL_RATES = "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
@@ -111,6 +112,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
     "default-sn-r1-labels": ("`default-sn-r1` (gzoo's defaults) conditional on the labels (`--cond labels`)",
                              {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels"}),
+    "default-sn-r1-labels-multihead": ("`default-sn-r1-labels` with D's multi-head conditional head: one logit per "
+                                       "class, the label picks it (`--disc-opt cond_head=multihead`)",
+                                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
+                                        "cond": "labels",
+                                        "disc_opt": {**DEFAULTS["disc_opt"], "cond_head": "multihead"}}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
