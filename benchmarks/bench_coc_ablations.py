@@ -234,7 +234,8 @@ def report(args: argparse.Namespace) -> None:
     rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
 
     def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN, averaged G against averaged G
-        return next((f"dcgan-{t}" for t in ("labels", "ema") if variant.endswith(f"-{t}")), "dcgan")
+        s = settings(variant)
+        return "dcgan-labels" if s.get("cond") == "labels" else "dcgan-ema" if s.get("ema") else "dcgan"
 
     base = {(b, loss): [r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss]
             for b in ("dcgan", "dcgan-labels", "dcgan-ema") for loss in LOSSES}
