@@ -266,8 +266,8 @@ class CoCDiscriminator(Discriminator):
     #: trained with spectral norm and a lazy R1 penalty of weight 1 (every 16 D steps) unless the
     #: run names its regularizers (``--reg none``: none) or its loss is a Wasserstein one (clipping,
     #: as CoC-GAN's WGAN version). Over two seeds of 1,000 unconditional steps spectral norm took
-    #: fid_lenet from 150 +- 48 to 123 +- 8 and R1 on top of it to 105 +- 13 (docs/coc.md,
-    #: "Spectral norm on D" and "R1 with spectral norm: the default")
+    #: fid_lenet from 150 +- 48 to 123 +- 8 and R1 on top of it to 105 +- 13; at 3,000 steps R1 kept
+    #: the seed that collapsed under spectral norm alone (docs/coc.md, "Spectral norm and R1 on D")
     default_reg = ("sn", "r1")
     default_reg_opt = {"r1": {"weight": 1.0}}
 
