@@ -538,6 +538,46 @@ def test_conditional_cocgan_and_coc():
     assert D(a, torch.tensor([0, 1])).shape == (2,)
 
 
+@pytest.mark.parametrize("stage", [1, 3])
+def test_label_stage_adds_the_label_to_every_point_after_that_stages_reducer(stage):
+    torch.manual_seed(0)
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2,
+                    label_stage=stage)
+    x, y = torch.randn(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    seen = {}
+    D.reducers[stage - 1].register_forward_hook(lambda m, i, o: seen.__setitem__("reduced", o[0]))
+    D.stage_blocks[stage - 1][0].register_forward_pre_hook(lambda m, i: seen.__setitem__("block_in", i[0]))
+    D(x, y)
+    expected = seen["reduced"] + D.label_fc.weight.T[y].unsqueeze(1)  # class y's column on every point
+    torch.testing.assert_close(seen["block_in"], expected, rtol=0, atol=0)
+    with torch.no_grad():  # the head cannot see the label: only the points can
+        D.head.embed.weight.zero_()
+    assert not torch.allclose(D(x, y), D(x, torch.tensor([5, 5, 5])))
+    with torch.no_grad():  # without the label's vectors the forward is the label-free features' head
+        D.label_fc.weight.zero_()
+    torch.testing.assert_close(D(x, y), D.head(D.features(x), y), rtol=0, atol=0)
+    D0 = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2)
+    with torch.no_grad():
+        D0.head.embed.weight.zero_()
+    torch.testing.assert_close(D0(x, y), D0(x, torch.tensor([5, 5, 5])), rtol=0, atol=0)
+
+
+def test_label_stage_is_checked_ignored_without_classes_and_spectrally_normed():
+    with pytest.raises(UsageError, match=r"^coc option label_stage=5: valid: 0 \(off\) to 4, the number of stages$"):
+        gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, label_stage=5)
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), head_dim=4, mlp_r=2, label_stage=2)
+    assert D.label_stage == 0 and not hasattr(D, "label_fc")
+    assert D(torch.randn(2, 1, 28, 28)).shape == (2,)
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2,
+                    label_stage=2)
+    gzoo.interfaces.apply_spectral_norm(D)
+    assert torch.nn.utils.parametrize.is_parametrized(D.label_fc, "weight")
+    sigma = torch.linalg.matrix_norm(D.label_fc.weight.detach(), ord=2)
+    assert sigma.item() == pytest.approx(1.0, rel=0.2)  # one power iteration per forward, so approximate
+    D(torch.randn(2, 1, 28, 28), torch.tensor([1, 2])).sum().backward()
+    assert D.label_fc.parametrizations.weight.original.grad.abs().sum() > 0
+
+
 def test_cocgan_and_coc_shape_and_label_checks():
     """The base classes' checks: images only, square, conditional models need labels."""
     for kind, name in (("generator", "cocgan"), ("discriminator", "coc")):

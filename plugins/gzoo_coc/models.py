@@ -257,6 +257,12 @@ class CoCDiscriminator(Discriminator):
         drop_path: stochastic depth (timm's DropPath) of the blocks' residual branches, rising
             linearly from 0 at the first block to this rate at the last, as in the official
             code (0 = off, the default)
+        label_stage: with num_classes > 0, the stage (1 = the first) after whose Point Reducer
+            a linear map of the one-hot label is added to every point, before the stage's
+            blocks: GAN-INT-CLS's label replicated over the lattice and concatenated to every
+            point (a linear layer over [point, label] adds one vector per class); 0 = off, the
+            label enters only through the head; ignored without classes. ``features(x)``
+            (self-conditioning, diagnostics) is the label-free pass
     """
 
     #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
@@ -273,7 +279,8 @@ class CoCDiscriminator(Discriminator):
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 cond_head: str = "projection", init: str = "official", reducer: str = "", drop_path: float = 0.0):
+                 cond_head: str = "projection", init: str = "official", reducer: str = "", drop_path: float = 0.0,
+                 label_stage: int = 0):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("coc discriminator")
         self.init = check_init(init)
@@ -297,12 +304,28 @@ class CoCDiscriminator(Discriminator):
         self.init_head(dim)
         if init == "official":  # the official model initialises its classifier head like the MLPs
             official_init_(self.head.linear)
+        if not 0 <= int(label_stage) <= len(self.specs):
+            raise UsageError(f"coc option label_stage={label_stage}: valid: 0 (off) to {len(self.specs)}, "
+                             f"the number of stages")
+        self.label_stage = int(label_stage) if num_classes else 0
+        if self.label_stage:  # a linear layer on one-hot labels, so spectral norm reaches it too
+            self.label_fc = nn.Linear(num_classes, self.specs[self.label_stage - 1].dim, bias=False)
+            if init == "official":
+                official_init_(self.label_fc)
 
-    def features(self, x: Tensor) -> Tensor:
+    def _features(self, x: Tensor, y: Tensor | None) -> Tensor:
         _, _, h, w = x.shape
         p = image_to_points(x)  # (B, H*W, C+2)
-        for red, blocks in zip(self.reducers, self.stage_blocks, strict=True):
+        for i, (red, blocks) in enumerate(zip(self.reducers, self.stage_blocks, strict=True), 1):
             p, h, w = red(p, h, w)
+            if i == self.label_stage and y is not None:  # the label on every point: (B, 1, D)
+                p = p + self.label_fc(F.one_hot(y.long(), self.num_classes).to(p.dtype)).unsqueeze(1)
             for blk in blocks:
                 p = blk(p, h, w)
         return self.norm(p).mean(1)  # (B, D)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self._features(x, None)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.head(self._features(x, y if self.label_stage else None), y)
