@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import gzoo
 from gzoo.errors import ShapeError, UnknownNameError, UsageError
@@ -192,6 +193,74 @@ def test_clip_and_spectral_norm():
     lin = D.body[1]
     sigma = torch.linalg.matrix_norm(lin.weight.detach(), ord=2)
     assert abs(float(sigma) - 1.0) < 0.05
+
+
+class LabelTableD(gzoo.interfaces.Discriminator):
+    """D(x, y) = table[y] + x[:, 0]: its logits show which label each image was scored with."""
+
+    def __init__(self, k):
+        super().__init__(image_shape=(2,), num_classes=k)
+        self.table = torch.nn.Parameter(torch.arange(k, dtype=torch.float) * 10)
+        self.seen = []
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def forward(self, x, y=None):
+        self.seen.append(y.clone())
+        return self.table[y] + x[:, 0]
+
+
+def test_mismatch_scores_real_images_under_another_label_with_the_losses_fake_term():
+    torch.manual_seed(0)
+    k, n = 3, 3000
+    D = LabelTableD(k)
+    real, y = torch.randn(n, 2), torch.randint(0, k, (n,))
+    expected = {"logistic": F.softplus, "hinge": lambda t: F.relu(1 + t), "wasserstein": lambda t: t}
+    for form, f in expected.items():
+        reg = gzoo.create("regularizer", "mismatch", form=form)
+        assert reg.wrap_discriminator(D) is D and reg.weight == 1.0 and reg.every == 1
+        D.seen.clear()
+        p = reg.penalty(D, real, None, y, None)
+        (wrong,) = D.seen
+        assert (wrong != y).all()  # every image gets a label other than its own
+        torch.testing.assert_close(p, f(D.table[wrong] + real[:, 0]).mean())
+        for c in range(k):  # the other labels, uniformly: 1/2 each for k = 3
+            others = wrong[y == c]
+            shares = torch.bincount(others, minlength=k).float() / len(others)
+            assert shares[c] == 0 and all(abs(shares[o] - 0.5) < 0.05 for o in range(k) if o != c)
+    with pytest.raises(UsageError, match="valid: logistic, hinge, wasserstein"):
+        gzoo.create("regularizer", "mismatch", form="wgan")
+    for classes in (0, 1):
+        with pytest.raises(UsageError, match="needs a conditional run with at least 2 classes"):
+            gzoo.create("regularizer", "mismatch").wrap_discriminator(
+                gzoo.create("discriminator", "mlp", image_shape=(2,), num_classes=classes))
+
+
+def test_mismatch_teaches_d_to_check_the_label():
+    """Trained on real pairs only, D cannot tell a right label from a wrong one; with the
+    mismatch term it scores real images higher under their own label."""
+    torch.manual_seed(0)
+    centres = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]])
+
+    def margin(with_mismatch):
+        torch.manual_seed(1)
+        D = gzoo.create("discriminator", "mlp", image_shape=(2,), num_classes=3, hidden=32)
+        reg = gzoo.create("regularizer", "mismatch")
+        opt = torch.optim.Adam(D.parameters(), lr=3e-3)
+        for _ in range(150):
+            y = torch.randint(0, 3, (64,))
+            x = centres[y] + 0.3 * torch.randn(64, 2)
+            loss = F.softplus(-D(x, y)).mean() + (reg.penalty(D, x, None, y, None) if with_mismatch else 0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        y = torch.randint(0, 3, (600,))
+        x = centres[y] + 0.3 * torch.randn(600, 2)
+        with torch.no_grad():
+            return (D(x, y) - D(x, (y + 1) % 3)).mean().item()
+
+    assert margin(True) > 2.0 > margin(False)
 
 
 def test_block_insertion_into_staged_models():

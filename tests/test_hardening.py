@@ -496,6 +496,14 @@ def test_reg_none_cannot_be_combined(tmp_path, cli):
     assert not (tmp_path / "r").exists()
 
 
+def test_mismatch_on_an_unconditional_run_is_refused_before_anything_is_written(tmp_path, cli):
+    r = cli("run", "--gen", "mlp", "--disc", "mlp", "--data", "ring", "--reg", "mismatch", "--steps", "1",
+            "--out", tmp_path / "r")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "'mismatch' needs a conditional run" in r.stderr and "--cond labels" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_default_reg_only_where_the_discriminator_asks(tmp_path):
     t = train(RunConfig(**RING, steps=1, out=str(tmp_path / "mlp")))  # mlp asks for none
     assert t.config.reg == [] and not t.notes

@@ -28,6 +28,7 @@ def gzoo_register_components(register: Any) -> None:
     register("regularizer", "gp", regularizers.GradientPenalty, paper="Gulrajani et al. 2017, arXiv:1704.00028")
     register("regularizer", "r1", regularizers.R1, paper="Mescheder et al. 2018, arXiv:1801.04406")
     register("regularizer", "sn", regularizers.SpectralNorm, paper="Miyato et al. 2018, arXiv:1802.05957")
+    register("regularizer", "mismatch", regularizers.Mismatch, paper="Reed et al. 2016, arXiv:1605.05396 (GAN-CLS)")
 
 
 @hookimpl

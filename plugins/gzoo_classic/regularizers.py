@@ -8,11 +8,15 @@
 * ``r1`` -- ``weight / 2 * E[||grad D(x)||^2]`` on real data, lazily every ``every``
   steps and scaled by ``every`` (Mescheder et al. 2018; StyleGAN2).
 * ``sn`` -- spectral norm on every D layer, applied once at build time (Miyato 2018).
+* ``mismatch`` -- conditional runs only: real images shown with a wrong label are scored as
+  fake, ``weight * E[f(D(x, y'))]`` with ``y' != y`` (GAN-CLS's matching-aware
+  discriminator, Reed et al. 2016).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from gzoo.errors import UsageError
@@ -117,3 +121,51 @@ class SpectralNorm(Regularizer):
 
     def wrap_discriminator(self, D: Discriminator) -> Discriminator:
         return apply_spectral_norm(D)
+
+
+MISMATCH_FORMS = ("logistic", "hinge", "wasserstein")
+
+
+class Mismatch(Regularizer):
+    """GAN-CLS's matching-aware discriminator: real images with a wrong label count as fake.
+
+    Reed et al. 2016: real images paired with a wrong label are a third kind of fake, so D must
+    check the label against the image, not only the image's realness.
+
+    The penalty is the loss's fake term on ``D(x_real, y')``, ``y'`` drawn uniformly from the
+    labels other than each image's own: ``softplus(D)`` for the logistic losses (minimax,
+    non-saturating; GAN-CLS's ``log(1 - D(x, wrong))``), ``relu(1 + D)`` for hinge, ``D`` for a
+    Wasserstein critic. GAN-CLS weighs the two fake terms half each against the real term; here
+    the fake term keeps weight 1 and this one has ``weight`` (default 1). Needs a conditional
+    run (``--cond labels`` or ``selfcond``): building it with an unconditional discriminator is
+    refused.
+
+    Args:
+        weight: the penalty's multiplier in the D loss (0 turns it off)
+        every: compute the penalty every this many D steps, scaled by it (1: every step)
+        form: the fake term applied to the mismatched logits: "logistic" (softplus, for
+            minimax and non-saturating), "hinge" or "wasserstein" (the logit itself)
+    """
+
+    def __init__(self, *, weight: float = 1.0, every: int = 1, form: str = "logistic"):
+        super().__init__(weight=weight, every=every)
+        if form not in MISMATCH_FORMS:
+            raise UsageError(f"mismatch option form: unknown value {form!r}; valid: {', '.join(MISMATCH_FORMS)}")
+        self.form = form
+
+    def wrap_discriminator(self, D: Discriminator) -> Discriminator:
+        if D.num_classes < 2:
+            raise UsageError("regularizer 'mismatch' needs a conditional run with at least 2 classes "
+                             "(--cond labels or --cond selfcond); this discriminator has "
+                             f"{D.num_classes or 'no'} class{'es' if D.num_classes != 1 else ''}")
+        return D
+
+    def penalty(self, D, real, fake, y_real, y_fake) -> Tensor:
+        k = D.num_classes
+        shift = torch.randint(1, k, y_real.shape, device=y_real.device)
+        logits = D(real.detach(), (y_real.long() + shift) % k)  # every label replaced by another one
+        if self.form == "logistic":
+            return F.softplus(logits).mean()
+        if self.form == "hinge":
+            return F.relu(1 + logits).mean()
+        return logits.mean()
