@@ -290,8 +290,8 @@ RUN_FLAGS = {
 @click.option("--disc", "-d", help="Discriminator name.  [default: dcgan]")
 @click.option("--loss", "-l", help="Loss name.  [default: nonsaturating]")
 @click.option("--reg", "-r", multiple=True,
-              help="Regularizer name (repeatable): clip, gp, r1, sn ...; none: no regularizer, not even the "
-                   "discriminator's default (coc: sn).")
+              help="Regularizer name (repeatable): clip, gp, r1, sn, mismatch ...; none: no regularizer, not even the "
+                   "discriminator's default (coc: sn, r1).")
 @click.option("--data", help="Dataset name.  [default: digits]")
 @click.option("--steps", type=int, help="Generator updates.  [default: 600]")
 @click.option("--epochs", type=float, help="Passes over the data (instead of --steps).")
