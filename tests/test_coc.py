@@ -562,6 +562,28 @@ def test_label_stage_adds_the_label_to_every_point_after_that_stages_reducer(sta
     torch.testing.assert_close(D0(x, y), D0(x, torch.tensor([5, 5, 5])), rtol=0, atol=0)
 
 
+def test_label_stage_1_is_the_label_concatenated_to_every_input_point():
+    """With the cell reducer, the label added after stage 1's reducer equals a reducer over input
+    points that carry the one-hot label too (colour, coordinates, label)."""
+    torch.manual_seed(0)
+    k = 10
+    D = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=k, head_dim=4, mlp_r=2,
+                    label_stage=1)
+    x, y = torch.randn(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    seen = {}
+    D.stage_blocks[0][0].register_forward_pre_hook(lambda m, i: seen.__setitem__("block_in", i[0]))
+    D(x, y)
+    fc, d = D.reducers[0].fc, 3  # 2x2 cells of (colour, x, y) points
+    wide = nn.Linear(4 * (d + k), fc.out_features)
+    with torch.no_grad():  # per cell position: the reducer's weights for the point, a quarter of the label's
+        w = torch.cat([fc.weight.view(-1, 4, d), D.label_fc.weight.unsqueeze(1).expand(-1, 4, -1) / 4], 2)
+        wide.weight.copy_(w.reshape(-1, 4 * (d + k)))
+        wide.bias.copy_(fc.bias)
+    pts = torch.cat([image_to_points(x), F.one_hot(y, k).float().unsqueeze(1).expand(-1, 784, -1)], 2)
+    cells = pts.view(3, 14, 2, 14, 2, d + k).permute(0, 1, 3, 2, 4, 5).reshape(3, 196, 4 * (d + k))
+    torch.testing.assert_close(seen["block_in"], wide(cells))
+
+
 def test_label_stage_is_checked_ignored_without_classes_and_spectrally_normed():
     with pytest.raises(UsageError, match=r"^coc option label_stage=5: valid: 0 \(off\) to 4, the number of stages$"):
         gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, label_stage=5)

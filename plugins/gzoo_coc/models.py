@@ -73,8 +73,13 @@ deviation, chosen by the 1,000- and 3,000-step ablations (docs/coc.md).
 
 Conditional variant (GAN-INT-CLS, CoC-GAN §3.4): with ``num_classes > 0`` the second half
 of z is replaced by a linear map of the one-hot label; D receives the label through a linear
-layer too (the projection head: ``<embed(y), features>``, an embedding being a linear layer
-on one-hot labels).
+layer too: the projection head (``<embed(y), features>``, an embedding being a linear layer on
+one-hot labels) and, with ``label_stage = k``, a linear map of the one-hot label added to every
+point of stage ``k`` after its reducer. The paper says the label "also serves as the conditional
+input for the discriminator", through FC layers; ``label_stage = 1`` is that reading: with the
+first stage's cell reducer (a linear layer over each cell's points), adding a linear map of the
+label to every reduced point is the same function as concatenating the label to every input
+point (tested).
 """
 
 from __future__ import annotations
