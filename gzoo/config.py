@@ -281,10 +281,12 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
 
     Nothing is added when the settings name ``reg`` (``explicit``, as in
     :func:`complete_for_loss`; ``--reg none`` names an empty list) or the loss is a
-    Wasserstein one (it gets :func:`complete_for_loss`'s clipping, as its paper trains it).
+    Wasserstein one (it gets :func:`complete_for_loss`'s clipping, as its paper trains it); a
+    regularizer that needs labels (``Regularizer.needs_labels``) only when the run is conditional.
     """
     spec = registry.get("discriminator", config.disc)
-    wanted = [r for r in spec.default_reg if any(s.kind == "regularizer" for s in registry.find(r))]  # registered
+    wanted = [r for r in spec.default_reg if any(s.kind == "regularizer" for s in registry.find(r))  # registered
+              and (config.cond or not getattr(registry.get("regularizer", r).factory, "needs_labels", False))]
     if not wanted or config.reg or "reg" in _explicit(config, explicit):
         return config, []
     if getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
@@ -300,10 +302,13 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
     return config.updated({"reg": wanted, "reg_opt": opts}, source=f"{config.disc} defaults"), [note]
 
 
-def default_reg_text(regs: Any, opts: dict[str, dict[str, Any]]) -> str:
-    """``sn, r1 (weight=1.0)``: a discriminator's default regularizers with their options."""
-    return ", ".join(r + (" (" + ", ".join(f"{k}={v}" for k, v in opts[r].items()) + ")" if opts.get(r) else "")
-                     for r in regs)
+def default_reg_text(regs: Any, opts: dict[str, dict[str, Any]], labelled: Any = ()) -> str:
+    """``sn, r1 (weight=1.0), mismatch (conditional runs)``: a discriminator's default
+    regularizers with their options; those in ``labelled`` are added to conditional runs only."""
+    def notes(r: str) -> list[str]:
+        return [f"{k}={v}" for k, v in opts.get(r, {}).items()] + (["conditional runs"] if r in labelled else [])
+
+    return ", ".join(r + (" (" + ", ".join(notes(r)) + ")" if notes(r) else "") for r in regs)
 
 
 def _explicit(config: RunConfig, explicit: Any) -> set[str]:

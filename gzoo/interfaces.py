@@ -238,7 +238,8 @@ class Discriminator(_Model, _Staged, nn.Module):
     #: regularizers gzoo adds when a run names none and its loss brings none of its own (a
     #: Wasserstein loss gets weight clipping instead): the model's recommended constraint,
     #: e.g. ``("sn",)``; announced as a note and saved in the run's config
-    #: (:func:`gzoo.config.complete_for_models`); ``--reg none`` trains without any
+    #: (:func:`gzoo.config.complete_for_models`); ``--reg none`` trains without any. One that
+    #: needs labels (:attr:`Regularizer.needs_labels`) is added to conditional runs only
     default_reg: tuple[str, ...] = ()
     #: options for the regularizers in :attr:`default_reg` when gzoo adds them, by name, e.g.
     #: ``{"r1": {"weight": 1.0}}``; ``--reg-opt`` given for them on the same run wins key by key
@@ -343,6 +344,10 @@ class Regularizer:
     #: True when the regularizer bounds D's Lipschitz constant (clipping, GP, spectral norm):
     #: what a Wasserstein critic needs. A ``wasserstein`` loss without one gets ``clip``.
     lipschitz: ClassVar[bool] = False
+    #: True when the regularizer reads labels and so fits conditional runs only (``mismatch``): a
+    #: discriminator's :attr:`Discriminator.default_reg` adds it to conditional runs and skips it
+    #: on unconditional ones
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, *, weight: float = 1.0, every: int = 1):
         if every < 1:

@@ -556,6 +556,32 @@ def test_default_reg_carries_its_options(tmp_path, cli, register_plugin, extra, 
     assert json.loads(cli("list", "mlp-r1", "--json").stdout)["default_reg_opt"] == {"r1": {"weight": 1.0}}
 
 
+class _MismatchPlugin:
+    """A discriminator that asks for spectral norm and the label-reading mismatch term."""
+
+    @gzoo.hookimpl
+    def gzoo_register_components(self, register):
+        from gzoo_classic.models import MLPDiscriminator
+
+        class MLPWithMismatch(MLPDiscriminator):
+            default_reg = ("sn", "mismatch")
+
+        register("discriminator", "mlp-mm", MLPWithMismatch, paper="none")
+
+
+@pytest.mark.parametrize("cond,reg", [([], ["sn"]), (["--cond", "labels"], ["sn", "mismatch"])])
+def test_a_default_reg_that_needs_labels_joins_conditional_runs_only(tmp_path, cli, register_plugin, cond, reg):
+    register_plugin(_MismatchPlugin(), "mm-plugin")
+    out = tmp_path / "r"
+    r = cli("run", "--gen", "mlp", "--disc", "mlp-mm", "--data", "digits", "--gen-opt", "hidden=16",
+            "--disc-opt", "hidden=16", "--steps", "2", "--sample-every", "0", "--quiet", *cond, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["reg"] == reg
+    assert f"gzoo added reg={','.join(reg)}." in " ".join(r.stderr.split())
+    listed = " ".join(cli("list", "mlp-mm").stdout.split())
+    assert "sn, mismatch (conditional runs) (when a run names none" in listed
+
+
 def test_every_default_reg_is_a_registered_regularizer(cli):
     from gzoo.plugins import get_plugin_manager
 

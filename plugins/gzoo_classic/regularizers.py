@@ -147,6 +147,8 @@ class Mismatch(Regularizer):
             minimax and non-saturating), "hinge" or "wasserstein" (the logit itself)
     """
 
+    needs_labels = True
+
     def __init__(self, *, weight: float = 1.0, every: int = 1, form: str = "logistic"):
         super().__init__(weight=weight, every=every)
         if form not in MISMATCH_FORMS:
