@@ -44,14 +44,16 @@ METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "la
 #: ``cocgan-paper-table1`` preset's models); the single-change variants change one thing from
 #: it; "default..." are gzoo's default models (spelled out, so the runs do not move with them).
 #: Every row trains with exactly the regularizers it lists (none unless it names one), while
-#: ``gzoo run`` adds ``coc``'s default regularizers, spectral norm and R1 of weight 1: that is
-#: ``default-sn-r1`` (``default-sn-r1-labels`` when conditional).
+#: ``gzoo run`` adds ``coc``'s default regularizers, spectral norm and R1 of weight 1 (and, on
+#: conditional runs, the mismatch term): that is ``default-sn-r1`` (``default-sn-r1-labels-stage1-mismatch``
+#: when conditional). DEFAULTS keeps D's label at the head only (``label_stage=0``, the default
+#: before the ``-stage`` rows), so the earlier conditional rows stay what they measured.
 TABLE1 = {"gen_opt": {**TABLE1_OPTIONS["gen_opt"], "layer_scale": 1e-5},
           "disc_opt": {**TABLE1_OPTIONS["disc_opt"], "layer_scale": 1e-5}}
 SMALL_RATES = "7:64:1:1:2,2:32:2:1:2,2:16:3:2:2"
 OFFICIAL_REDUCER = "cell,overlap,overlap,overlap"
 DEFAULTS = {"gen_opt": {"increaser": "overlap", "init": "official", "stages": SMALL_RATES},
-            "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}
+            "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official", "label_stage": 0}}
 #: the moving average's decay: its horizon (about 1 / (1 - decay) = 200 steps) fits both budgets, and the
 #: random initial weights keep 0.995^1000 < 1% of the average at 1,000 steps (0.999 would keep 37%)
 EMA = 0.995
@@ -72,7 +74,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "d-small": ("D capacity halved (`head_dim=16`, `mlp_r=4`)", {"disc_opt": {"head_dim": 16, "mlp_r": 4}}),
     "overlap-official": ("increaser-overlap + reducer-overlap + init-official",
                          {"gen_opt": {"increaser": "overlap", "init": "official"},
-                          "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official"}}),
+                          "disc_opt": {"reducer": OFFICIAL_REDUCER, "init": "official", "label_stage": 0}}),
     "default": ("the default models (small-rates + increaser-overlap + reducer-overlap + init-official) without a "
                 "regularizer (`--reg none`; the `default-...` rows change this one)", DEFAULTS),
     "default-clip-all": ("wgan only: the defaults with every D parameter clipped, gains and layer scales too "
@@ -110,13 +112,31 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-sn-r1": ("gzoo's defaults: `default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps; "
                       "`coc`'s default regularizers)",
                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
-    "default-sn-r1-labels": ("`default-sn-r1` (gzoo's defaults) conditional on the labels (`--cond labels`)",
+    "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`), D's label at its head only",
                              {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels"}),
     "default-sn-r1-labels-multihead": ("`default-sn-r1-labels` with D's multi-head conditional head: one logit per "
                                        "class, the label picks it (`--disc-opt cond_head=multihead`)",
                                        {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
                                         "cond": "labels",
                                         "disc_opt": {**DEFAULTS["disc_opt"], "cond_head": "multihead"}}),
+    "default-sn-r1-labels-stage1": ("`default-sn-r1-labels` with the label added to every point of D's first stage, "
+                                    "after its reducer (`--disc-opt label_stage=1`)",
+                                    {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
+                                     "cond": "labels", "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
+    "default-sn-r1-labels-stage3": ("`default-sn-r1-labels` with the label added to every point of D's third stage, "
+                                    "after its reducer (`--disc-opt label_stage=3`)",
+                                    {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
+                                     "cond": "labels", "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 3}}),
+    "default-sn-r1-labels-mismatch": ("`default-sn-r1-labels` with GAN-CLS's matching-aware D: real images with a "
+                                      "wrong label scored as fake (`--reg mismatch`, weight 1)",
+                                      {**DEFAULTS, "reg": ["sn", "r1", "mismatch"], "reg_opt": {"r1": {"weight": 1.0}},
+                                       "cond": "labels"}),
+    "default-sn-r1-labels-stage1-mismatch": ("gzoo's conditional defaults: `default-sn-r1-labels-stage1` with "
+                                             "GAN-CLS's matching-aware D, real images with a wrong label scored as "
+                                             "fake (`--reg mismatch`, weight 1)",
+                                             {**DEFAULTS, "reg": ["sn", "r1", "mismatch"],
+                                              "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels",
+                                              "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",

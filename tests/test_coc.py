@@ -556,7 +556,9 @@ def test_label_stage_adds_the_label_to_every_point_after_that_stages_reducer(sta
     with torch.no_grad():  # without the label's vectors the forward is the label-free features' head
         D.label_fc.weight.zero_()
     torch.testing.assert_close(D(x, y), D.head(D.features(x), y), rtol=0, atol=0)
-    D0 = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2)
+    D0 = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2,
+                     label_stage=0)
+    assert gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10).label_stage == 1  # default
     with torch.no_grad():
         D0.head.embed.weight.zero_()
     torch.testing.assert_close(D0(x, y), D0(x, torch.tensor([5, 5, 5])), rtol=0, atol=0)

@@ -472,6 +472,7 @@ COC_CLI = ["--gen", "cocgan", "--disc", "coc", "--steps", "2", "--batch-size", "
         (["--reg", "r1"], ["r1"]),  # a regularizer chosen: only it, with R1's own weight
         (["--reg", "none"], []),  # none at all
         (["--loss", "hinge"], ["sn", "r1"]),  # any loss without its own constraint
+        (["--cond", "labels"], ["sn", "r1", "mismatch"]),  # conditional: GAN-CLS's mismatch term too
     ],
 )
 def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
@@ -481,9 +482,10 @@ def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
     text = (out / "config.yaml").read_text()
     saved = yaml.safe_load(text)
     assert saved["reg"] == reg
-    added = reg == ["sn", "r1"]
-    assert text.startswith("# discriminator 'coc' trains with sn, r1 (weight=1.0)") == added
-    assert ("reg=sn,r1 --reg-opt r1.weight=1.0" in " ".join(r.stderr.split())) == added
+    added = reg[:2] == ["sn", "r1"]
+    assert text.startswith(f"# discriminator 'coc' trains with sn, r1 (weight=1.0){', mismatch' * (len(reg) == 3)} "
+                           "unless") == added
+    assert (f"reg={','.join(reg)} --reg-opt r1.weight=1.0" in " ".join(r.stderr.split())) == added
     assert saved["reg_opt"] == ({"r1": {"weight": 1.0}} if added else {})
     # the saved D is spectral-normalised exactly when sn is on
     state = load_checkpoint(out / "checkpoints" / "last.pt")["D"]
@@ -587,11 +589,11 @@ def test_every_default_reg_is_a_registered_regularizer(cli):
 
     registry = get_plugin_manager().registry
     asked = {spec.name: spec.default_reg for spec in registry.list("discriminator") if spec.default_reg}
-    assert asked.get("coc") == ("sn", "r1")
+    assert asked.get("coc") == ("sn", "r1", "mismatch")
     for name in {r for regs in asked.values() for r in regs}:
         registry.get("regularizer", name)  # raises UnknownNameError if a model asks for a missing one
     shown = cli("list", "coc", "--kind", "discriminator").stdout
-    assert "default reg" in shown and "sn, r1 (weight=1.0) (when a run names none" in " ".join(shown.split())
+    assert "default reg" in shown and "sn, r1 (weight=1.0), mismatch (conditional runs) (when a run names none" in " ".join(shown.split())
 
 
 def test_loaded_run_needs_no_training_data_to_sample(tmp_path, monkeypatch):
