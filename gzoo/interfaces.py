@@ -266,7 +266,9 @@ class Discriminator(_Model, _Staged, nn.Module):
         return self.head
 
     def features(self, x: Tensor) -> Tensor:  # pragma: no cover
-        """Penultimate features ``(N, d)``, used by self-conditioning and diagnostics."""
+        """Penultimate features ``(N, d)``, used by self-conditioning and diagnostics. A
+        discriminator that reads the label before its head may take it as ``features(x, y=None)``
+        and override :meth:`forward` (``coc`` with ``label_stage``); ``features(x)`` must work."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:

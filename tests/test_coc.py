@@ -553,7 +553,10 @@ def test_label_stage_adds_the_label_to_every_point_after_that_stages_reducer(sta
     with torch.no_grad():  # the head cannot see the label: only the points can
         D.head.embed.weight.zero_()
     assert not torch.allclose(D(x, y), D(x, torch.tensor([5, 5, 5])))
-    with torch.no_grad():  # without the label's vectors the forward is the label-free features' head
+    seen.clear()
+    D.features(x)  # no label: the mean of the classes' vectors on every point
+    torch.testing.assert_close(seen["block_in"], seen["reduced"] + D.label_fc.weight.mean(1))
+    with torch.no_grad():  # without the label's vectors the forward is the head on the features
         D.label_fc.weight.zero_()
     torch.testing.assert_close(D(x, y), D.head(D.features(x), y), rtol=0, atol=0)
     D0 = gzoo.create("discriminator", "coc", image_shape=(1, 28, 28), num_classes=10, head_dim=4, mlp_r=2,

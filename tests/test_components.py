@@ -10,6 +10,8 @@ insertion, typed options and the base classes' helpers.
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,8 +76,8 @@ def test_conditional_discriminator(name, head):
             p.add_(torch.randn_like(p))
     a, b = D(x, ya), D(x, yb)
     assert ((a - b).abs() > 1e-3 * (1 + a.abs())).all(), "labels must change the output"
-    if isinstance(head_module, ConditionalHead):
-        h = D.features(x)
+    if isinstance(head_module, ConditionalHead):  # features(x, y) where D reads the label before its head
+        h = D.features(x, ya) if "y" in inspect.signature(D.features).parameters else D.features(x)
         logits = head_module.linear(h)  # (N, 1) or (N, K)
         if head_module.mode == "projection":
             expected = logits[:, 0] + (head_module.embed(ya) * h).sum(1)  # w.h + b + <embed(y), h>

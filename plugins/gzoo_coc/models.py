@@ -269,7 +269,8 @@ class CoCDiscriminator(Discriminator):
             stage's blocks: GAN-INT-CLS's label replicated over the lattice and concatenated to
             every point (a linear layer over [point, label] adds one vector per class); 0 = off,
             the label enters only through the head; ignored without classes. ``features(x)``
-            (self-conditioning, diagnostics) is the label-free pass
+            (self-conditioning, diagnostics) has no label: it adds the mean of the classes'
+            vectors, so the points keep the offset D was trained with
     """
 
     #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
@@ -282,7 +283,7 @@ class CoCDiscriminator(Discriminator):
     #: fid_lenet from 150 +- 48 to 123 +- 8 and R1 on top of it to 105 +- 13; at 3,000 steps R1 kept
     #: the seed that collapsed under spectral norm alone (docs/coc.md, "Spectral norm and R1 on D").
     #: Conditional runs get GAN-CLS's mismatch term too (the paper follows GAN-INT-CLS): with the
-    #: label on D's first stage it took label agreement from 0.51 to 0.8 at 1,000 steps
+    #: label on D's first stage it took label agreement from 0.51 to 0.81 at 1,000 steps (2 seeds)
     #: (docs/coc.md, "Which network ignores the label?")
     default_reg = ("sn", "r1", "mismatch")
     default_reg_opt = {"r1": {"weight": 1.0}}
@@ -323,19 +324,21 @@ class CoCDiscriminator(Discriminator):
             if init == "official":
                 official_init_(self.label_fc)
 
-    def _features(self, x: Tensor, y: Tensor | None) -> Tensor:
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """``(N, D)`` features; with labels ``y`` and ``label_stage``, those D's head reads for
+        them, without (self-conditioning, diagnostics) the mean of the classes' vectors instead."""
         _, _, h, w = x.shape
         p = image_to_points(x)  # (B, H*W, C+2)
         for i, (red, blocks) in enumerate(zip(self.reducers, self.stage_blocks, strict=True), 1):
             p, h, w = red(p, h, w)
-            if i == self.label_stage and y is not None:  # the label on every point: (B, 1, D)
-                p = p + self.label_fc(F.one_hot(y.long(), self.num_classes).to(p.dtype)).unsqueeze(1)
+            if i == self.label_stage:  # the label's vector on every point: (B or 1, 1, D)
+                onehot = (F.one_hot(y.long(), self.num_classes).to(p.dtype) if y is not None
+                          else p.new_full((1, self.num_classes), 1 / self.num_classes))  # no label: their mean
+                p = p + self.label_fc(onehot).unsqueeze(1)
             for blk in blocks:
                 p = blk(p, h, w)
         return self.norm(p).mean(1)  # (B, D)
 
-    def features(self, x: Tensor) -> Tensor:
-        return self._features(x, None)
-
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.head(self._features(x, y if self.label_stage else None), y)
+        y = self.check_labels(y)  # a conditional D needs labels (one-line UsageError)
+        return self.head(self.features(x, y), y)
