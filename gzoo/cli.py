@@ -140,7 +140,7 @@ OPTION_FLAGS = {
 
 def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
     """``gzoo list NAME``: every component (or preset) called NAME, or the one of ``kind``."""
-    from .config import default_reg_text
+    from .config import default_reg_text, labelled_regs
     from .errors import UnknownNameError, suggest
 
     if kind == "preset":
@@ -177,8 +177,7 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
         if spec.kind in ("generator", "discriminator"):
             rows.append(("conditional", "yes (takes num_classes)" if spec.conditional else "no"))
         if spec.default_reg:
-            labelled = {r for r in spec.default_reg for s in reg.find(r)
-                        if s.kind == "regularizer" and getattr(s.factory, "needs_labels", False)}
+            labelled = labelled_regs(reg, spec.default_reg)
             rows.append(("default reg", f"{default_reg_text(spec.default_reg, spec.default_reg_opt, labelled)} (when a run "
                                         "names none and its loss is not a Wasserstein one; --reg none: no regularizer)"))
         facts(rows)

@@ -285,8 +285,9 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
     regularizer that needs labels (``Regularizer.needs_labels``) only when the run is conditional.
     """
     spec = registry.get("discriminator", config.disc)
+    labelled = () if config.cond else labelled_regs(registry, spec.default_reg)
     wanted = [r for r in spec.default_reg if any(s.kind == "regularizer" for s in registry.find(r))  # registered
-              and (config.cond or not getattr(registry.get("regularizer", r).factory, "needs_labels", False))]
+              and r not in labelled]
     if not wanted or config.reg or "reg" in _explicit(config, explicit):
         return config, []
     if getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
@@ -300,6 +301,12 @@ def complete_for_models(config: RunConfig, registry: Any, explicit: Any = None) 
                       for k, v in o.items() if k not in given.get(r, {}))
             + ". Choose others with --reg, or --reg none for no regularizer.")
     return config.updated({"reg": wanted, "reg_opt": opts}, source=f"{config.disc} defaults"), [note]
+
+
+def labelled_regs(registry: Any, names: Any) -> set[str]:
+    """Those of ``names`` that are registered regularizers reading labels (``needs_labels``)."""
+    return {r for r in names for s in registry.find(r)
+            if s.kind == "regularizer" and getattr(s.factory, "needs_labels", False)}
 
 
 def default_reg_text(regs: Any, opts: dict[str, dict[str, Any]], labelled: Any = ()) -> str:
