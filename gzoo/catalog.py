@@ -21,6 +21,7 @@ HEADER = """\
 
 def catalog(pm: Any = None) -> dict[str, Any]:
     """Built-in plugins, components and presets (third-party plugins excluded)."""
+    from .config import WGAN_CLIP, wgan_clip
     from .plugins import PluginManager
 
     pm = pm or PluginManager(autoload=False)
@@ -40,6 +41,9 @@ def catalog(pm: Any = None) -> dict[str, Any]:
             entry["default_reg"] = d["default_reg"]
         if d["default_reg_opt"]:
             entry["default_reg_opt"] = d["default_reg_opt"]
+        clip = wgan_clip(spec.factory)
+        if spec.kind == "discriminator" and clip != WGAN_CLIP:
+            entry["wgan_clip"] = clip  # what --reg clip does to it without clip.clip / clip.params
         entry["options"] = d["options"]
         components.append(entry)
     presets = {

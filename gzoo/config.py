@@ -252,10 +252,25 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     changes: dict[str, Any] = {"reg": [*config.reg, WGAN_DEFAULTS["reg"]]}
     if "optimizer" not in explicit:
         changes["optimizer"] = WGAN_DEFAULTS["optimizer"]
-    added = ", ".join(f"{k}={v if k != 'reg' else WGAN_DEFAULTS['reg']}" for k, v in changes.items())
+    opts = wgan_clip(registry.get("discriminator", config.disc).factory, config.reg_opt.get("clip", {}))
+    clip = f"clip (c={opts['clip']}{', weight matrices only' if opts['params'] == 'weights' else ''})"
+    added = ", ".join(f"{k}={v if k != 'reg' else clip}" for k, v in changes.items())
     note = (f"loss {config.loss!r} needs a Lipschitz constraint on D and none was given: gzoo added {added} "
             "(WGAN paper; CoC-GAN §4.2). Choose one yourself with --reg clip, gp or sn.")
     return config.updated(changes, source="wgan defaults"), [note]
+
+
+#: WGAN weight clipping as the WGAN paper does it: every parameter to [-0.01, 0.01]
+WGAN_CLIP = {"clip": 0.01, "params": "all"}
+
+
+def wgan_clip(disc: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``--reg clip`` does to discriminator class ``disc``: ``{"clip": bound, "params": which}``,
+    the model's ``clip_bound`` and ``clip_params`` (:data:`WGAN_CLIP` unless it says otherwise) under
+    the options ``given`` to ``clip`` (its ``None`` / ``"auto"`` defer to the model)."""
+    out = {"clip": getattr(disc, "clip_bound", WGAN_CLIP["clip"]),
+           "params": getattr(disc, "clip_params", WGAN_CLIP["params"])}
+    return {**out, **{k: v for k, v in (given or {}).items() if k in out and v not in (None, "auto")}}
 
 
 def plugin_options(config: RunConfig, plugin: str, defaults: Any) -> dict[str, Any]:

@@ -235,6 +235,9 @@ class Discriminator(_Model, _Staged, nn.Module):
     #: ``"all"`` (the WGAN paper) or ``"weights"`` (only tensors of 2+ dimensions, for models
     #: whose gains or layer scales must stay free to let residual branches act)
     clip_params: str = "all"
+    #: WGAN weight clipping's bound c when the run does not set one (``--reg clip`` with
+    #: ``clip=None``): the WGAN paper's 0.01 unless the model says otherwise
+    clip_bound: float = 0.01
     #: regularizers gzoo adds when a run names none and its loss brings none of its own (a
     #: Wasserstein loss gets weight clipping instead): the model's recommended constraint,
     #: e.g. ``("sn",)``; announced as a note and saved in the run's config

@@ -189,6 +189,18 @@ def test_clip_and_spectral_norm():
         vectors = [float(p.detach().abs().max()) for p in D.parameters() if p.dim() < 2]
         assert vectors and all(v == pytest.approx(0.05 if clamped_vectors else 3.0) for v in vectors)
         assert all(float(p.detach().abs().max()) == pytest.approx(0.05) for p in D.parameters() if p.dim() >= 2)
+    bound = gzoo.create("regularizer", "clip")  # clip=None: the bound D asks for (Discriminator.clip_bound)
+    for name, c in (("mlp", 0.01), ("coc", 0.05)):  # the WGAN paper's 0.01; coc asks for 0.05
+        D = gzoo.create("discriminator", name, image_shape=(2,) if name == "mlp" else (1, 8, 8),
+                        **({"stages": "2:8:1"} if name == "coc" else {}))
+        with torch.no_grad():
+            for p in D.parameters():
+                p.fill_(-3.0)
+        bound.after_d_step(D)
+        assert all(float(p.detach().min()) == pytest.approx(-c) for p in D.parameters() if p.dim() >= 2)
+    for bad in (0.0, -0.01, float("nan")):
+        with pytest.raises(UsageError, match="clip must be positive"):
+            gzoo.create("regularizer", "clip", clip=bad)
     D = gzoo.create("regularizer", "sn").wrap_discriminator(gzoo.create("discriminator", "mlp", image_shape=(2,)))
     for _ in range(20):  # power iterations converge in training mode
         D(torch.randn(4, 2))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gzoo.config import wgan_clip
 from gzoo.errors import UsageError
 from gzoo.interfaces import Discriminator, Regularizer, apply_spectral_norm
 
@@ -44,10 +45,13 @@ class WeightClip(Regularizer):
     linear map stays bounded, the gains that scale them do not, so the constraint is looser.
     ``params="auto"`` (the default) takes what the discriminator asks for
     (:attr:`gzoo.interfaces.Discriminator.clip_params`): ``"all"`` unless the model says
-    otherwise (``coc`` asks for ``"weights"``).
+    otherwise (``coc`` asks for ``"weights"``). The bound works the same way: ``clip=None`` (the
+    default) takes the discriminator's :attr:`~gzoo.interfaces.Discriminator.clip_bound`, the
+    WGAN paper's 0.01 unless the model says otherwise (``coc`` asks for 0.05).
 
     Args:
-        clip: bound c > 0: after every D step each clamped parameter is clamped to [-c, c]
+        clip: bound c > 0: after every D step each clamped parameter is clamped to [-c, c];
+            None: the discriminator's ``clip_bound`` (0.01 for most)
         params: which parameters: "auto" (the discriminator's clip_params, "all" for most),
             "all" (every one, the WGAN paper) or "weights" (those with 2 or more dimensions)
     """
@@ -55,9 +59,9 @@ class WeightClip(Regularizer):
     has_penalty = False
     lipschitz = True
 
-    def __init__(self, *, clip: float = 0.01, params: str = "auto"):
+    def __init__(self, *, clip: float | None = None, params: str = "auto"):
         super().__init__()
-        if clip <= 0:
+        if clip is not None and not clip > 0:
             raise UsageError(f"clip must be positive, got {clip}")
         if params not in CLIP_PARAMS:
             raise UsageError(f"clip option params: unknown value {params!r}; valid: {', '.join(CLIP_PARAMS)}")
@@ -65,10 +69,10 @@ class WeightClip(Regularizer):
 
     @torch.no_grad()
     def after_d_step(self, D: Discriminator) -> None:
-        params = getattr(D, "clip_params", "all") if self.params == "auto" else self.params
+        opts = wgan_clip(D, {"clip": self.clip, "params": self.params})  # None / "auto": what D asks for
         for p in D.parameters():
-            if params == "all" or p.dim() >= 2:
-                p.clamp_(-self.clip, self.clip)
+            if opts["params"] == "all" or p.dim() >= 2:
+                p.clamp_(-opts["clip"], opts["clip"])
 
 
 class GradientPenalty(Regularizer):
