@@ -485,11 +485,13 @@ def test_discriminator_default_regularizer(tmp_path, cli, extra, reg):
     text = (out / "config.yaml").read_text()
     saved = yaml.safe_load(text)
     assert saved["reg"] == reg
-    added = reg[:2] == ["sn", "r1"]
-    assert text.startswith(f"# discriminator 'coc' trains with sn, r1 (weight=1.0){', mismatch' * (len(reg) == 3)} "
-                           "unless") == added
-    assert (f"reg={','.join(reg)} --reg-opt r1.weight=1.0" in " ".join(r.stderr.split())) == added
-    assert saved["reg_opt"] == ({"r1": {"weight": 1.0}} if added else {})
+    added, cond = reg[:2] == ["sn", "r1"], len(reg) == 3
+    assert text.startswith(f"# discriminator 'coc' trains with sn, r1 (weight=1.0)"
+                           f"{', mismatch (weight=0.5)' * cond} unless") == added
+    assert (f"reg={','.join(reg)} --reg-opt r1.weight=1.0{' --reg-opt mismatch.weight=0.5' * cond}"
+            in " ".join(r.stderr.split())) == added
+    assert saved["reg_opt"] == ({"r1": {"weight": 1.0}, **({"mismatch": {"weight": 0.5}} if cond else {})}
+                                if added else {})
     # the saved D is spectral-normalised exactly when sn is on
     state = load_checkpoint(out / "checkpoints" / "last.pt")["D"]
     assert any(k.endswith("parametrizations.weight.original") for k in state) == ("sn" in reg)
@@ -596,7 +598,7 @@ def test_every_default_reg_is_a_registered_regularizer(cli):
     for name in {r for regs in asked.values() for r in regs}:
         registry.get("regularizer", name)  # raises UnknownNameError if a model asks for a missing one
     shown = cli("list", "coc", "--kind", "discriminator").stdout
-    assert "default reg" in shown and "sn, r1 (weight=1.0), mismatch (conditional runs) (when a run names none" in " ".join(shown.split())
+    assert "default reg" in shown and "sn, r1 (weight=1.0), mismatch (weight=0.5, conditional runs) (when a run names none" in " ".join(shown.split())
     assert "wgan clip c=0.05, weight matrices only" in " ".join(shown.split())  # coc's clip_bound, clip_params
     assert "wgan clip" not in cli("list", "dcgan", "--kind", "discriminator").stdout  # the WGAN paper's clipping
 
