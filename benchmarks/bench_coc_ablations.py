@@ -45,7 +45,7 @@ METRICS = ["fid_lenet", "class_coverage", "coverage", "recall", "precision", "la
 #: it; "default..." are gzoo's default models (spelled out, so the runs do not move with them).
 #: Every row trains with exactly the regularizers it lists (none unless it names one), while
 #: ``gzoo run`` adds ``coc``'s default regularizers, spectral norm and R1 of weight 1 (and, on
-#: conditional runs, the mismatch term): that is ``default-sn-r1`` (``default-sn-r1-labels-stage1-mismatch``
+#: conditional runs, the mismatch term at weight 0.5): that is ``default-sn-r1`` (``default-sn-r1-labels-stage1-mismatch-0.5``
 #: when conditional). DEFAULTS keeps D's label at the head only (``label_stage=0``, the default
 #: before the ``-stage`` rows), so the earlier conditional rows stay what they measured.
 TABLE1 = {"gen_opt": {**TABLE1_OPTIONS["gen_opt"], "layer_scale": 1e-5},
@@ -135,14 +135,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                       "wrong label scored as fake (`--reg mismatch`, weight 1)",
                                       {**DEFAULTS, "reg": ["sn", "r1", "mismatch"], "reg_opt": {"r1": {"weight": 1.0}},
                                        "cond": "labels"}),
-    "default-sn-r1-labels-stage1-mismatch": ("gzoo's conditional defaults: `default-sn-r1-labels-stage1` with "
+    "default-sn-r1-labels-stage1-mismatch": ("gzoo's conditional defaults until the `-0.5` row: `default-sn-r1-labels-stage1` with "
                                              "GAN-CLS's matching-aware D, real images with a wrong label scored as "
                                              "fake (`--reg mismatch`, weight 1)",
                                              {**DEFAULTS, "reg": ["sn", "r1", "mismatch"],
                                               "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels",
                                               "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
-    "default-sn-r1-labels-stage1-mismatch-0.5": ("`default-sn-r1-labels-stage1-mismatch` with the mismatch term at "
-                                                 "half weight (`--reg-opt mismatch.weight=0.5`)",
+    "default-sn-r1-labels-stage1-mismatch-0.5": ("gzoo's conditional defaults: `default-sn-r1-labels-stage1-mismatch` with "
+                                                 "the mismatch term at half weight (`--reg-opt mismatch.weight=0.5`)",
                                                  {**DEFAULTS, "reg": ["sn", "r1", "mismatch"],
                                                   "reg_opt": {"r1": {"weight": 1.0}, "mismatch": {"weight": 0.5}},
                                                   "cond": "labels",
