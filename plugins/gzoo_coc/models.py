@@ -279,8 +279,8 @@ class CoCDiscriminator(Discriminator):
     clip_params = "weights"
     #: and at 0.05 rather than the WGAN paper's 0.01 (CoC-GAN names no bound): a clipped matrix
     #: feeding a GroupNorm-ed point to the MLP's GELU keeps its pre-activations near 0, where GELU is
-    #: almost linear. Two seeds of 1,000 Fashion-MNIST steps: fid_lenet 244 +- 14 at 0.01, 173 +- 51
-    #: at 0.05 (docs/coc.md, "The clip bound")
+    #: almost linear. 1,000 Fashion-MNIST steps: fid_lenet 244 +- 14 at 0.01 (two seeds), 220 +- 89
+    #: at 0.05 (three seeds: 209, 137, 314; not robust) (docs/coc.md, "The WGAN version's clip bound")
     clip_bound = 0.05
     #: trained with spectral norm and a lazy R1 penalty of weight 1 (every 16 D steps) unless the
     #: run names its regularizers (``--reg none``: none) or its loss is a Wasserstein one (clipping,
