@@ -140,7 +140,7 @@ OPTION_FLAGS = {
 
 def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
     """``gzoo list NAME``: every component (or preset) called NAME, or the one of ``kind``."""
-    from .config import WGAN_CLIP, default_reg_text, labelled_regs, wgan_clip
+    from .config import WGAN_CLIP, default_reg_text, labelled_regs, wgan_clip, wgan_clip_text
     from .errors import UnknownNameError, suggest
 
     if kind == "preset":
@@ -182,8 +182,7 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
                                         "names none and its loss is not a Wasserstein one; --reg none: no regularizer)"))
         clip = wgan_clip(spec.factory)
         if spec.kind == "discriminator" and clip != WGAN_CLIP:  # what --reg clip does to this model
-            what = "weight matrices only" if clip["params"] == "weights" else "every parameter"
-            rows.append(("wgan clip", f"c={clip['clip']}, {what} (--reg clip, or a Wasserstein loss's added "
+            rows.append(("wgan clip", f"{wgan_clip_text(clip)} (--reg clip, or a Wasserstein loss's added "
                                       "clipping, without clip.clip or clip.params)"))
         facts(rows)
         if not spec.options:

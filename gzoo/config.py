@@ -252,9 +252,8 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     changes: dict[str, Any] = {"reg": [*config.reg, WGAN_DEFAULTS["reg"]]}
     if "optimizer" not in explicit:
         changes["optimizer"] = WGAN_DEFAULTS["optimizer"]
-    opts = wgan_clip(registry.get("discriminator", config.disc).factory, config.reg_opt.get("clip", {}))
-    clip = f"clip (c={opts['clip']}{', weight matrices only' if opts['params'] == 'weights' else ''})"
-    added = ", ".join(f"{k}={v if k != 'reg' else clip}" for k, v in changes.items())
+    clip = wgan_clip_text(wgan_clip(registry.get("discriminator", config.disc).factory, config.reg_opt.get("clip", {})))
+    added = ", ".join(f"{k}={v if k != 'reg' else f'clip ({clip})'}" for k, v in changes.items())
     note = (f"loss {config.loss!r} needs a Lipschitz constraint on D and none was given: gzoo added {added} "
             "(WGAN paper; CoC-GAN §4.2). Choose one yourself with --reg clip, gp or sn.")
     return config.updated(changes, source="wgan defaults"), [note]
@@ -271,6 +270,11 @@ def wgan_clip(disc: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {"clip": getattr(disc, "clip_bound", WGAN_CLIP["clip"]),
            "params": getattr(disc, "clip_params", WGAN_CLIP["params"])}
     return {**out, **{k: v for k, v in (given or {}).items() if k in out and v not in (None, "auto")}}
+
+
+def wgan_clip_text(clip: dict[str, Any]) -> str:
+    """``c=0.05, weight matrices only`` or ``c=0.01, every parameter``, for :func:`wgan_clip`'s result."""
+    return f"c={clip['clip']}, {'weight matrices only' if clip['params'] == 'weights' else 'every parameter'}"
 
 
 def plugin_options(config: RunConfig, plugin: str, defaults: Any) -> dict[str, Any]:
