@@ -57,6 +57,12 @@ DEFAULTS = {"gen_opt": {"increaser": "overlap", "init": "official", "stages": SM
 #: the moving average's decay: its horizon (about 1 / (1 - decay) = 200 steps) fits both budgets, and the
 #: random initial weights keep 0.995^1000 < 1% of the average at 1,000 steps (0.999 would keep 37%)
 EMA = 0.995
+#: bases of the rows built on gzoo's default regularizers: spectral norm and R1 of weight 1; the same
+#: conditional; with D's label on its first stage's points; and with the mismatch term (weight 1) too
+SN_R1 = {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}
+SN_R1_LABELS = {**SN_R1, "cond": "labels"}
+STAGE1 = {**SN_R1_LABELS, "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}
+STAGE1_MISMATCH = {**STAGE1, "reg": [*SN_R1["reg"], "mismatch"]}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
@@ -114,39 +120,27 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-sn-ema": ("`default-sn` with an exponential moving average of G's weights, decay 0.995 (`--ema 0.995`; "
                        "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
     "default-sn-r1": ("gzoo's defaults: `default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps; "
-                      "`coc`'s default regularizers)",
-                      {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}),
+                      "`coc`'s default regularizers)", SN_R1),
     "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`), D's label at its head only",
-                             {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels"}),
+                             SN_R1_LABELS),
     "default-sn-r1-labels-multihead": ("`default-sn-r1-labels` with D's multi-head conditional head: one logit per "
                                        "class, the label picks it (`--disc-opt cond_head=multihead`)",
-                                       {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
-                                        "cond": "labels",
-                                        "disc_opt": {**DEFAULTS["disc_opt"], "cond_head": "multihead"}}),
+                                       {**SN_R1_LABELS, "disc_opt": {**DEFAULTS["disc_opt"], "cond_head": "multihead"}}),
     "default-sn-r1-labels-stage1": ("`default-sn-r1-labels` with the label added to every point of D's first stage, "
-                                    "after its reducer (`--disc-opt label_stage=1`)",
-                                    {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
-                                     "cond": "labels", "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
+                                    "after its reducer (`--disc-opt label_stage=1`)", STAGE1),
     "default-sn-r1-labels-stage3": ("`default-sn-r1-labels` with the label added to every point of D's third stage, "
                                     "after its reducer (`--disc-opt label_stage=3`)",
-                                    {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}},
-                                     "cond": "labels", "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 3}}),
+                                    {**SN_R1_LABELS, "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 3}}),
     "default-sn-r1-labels-mismatch": ("`default-sn-r1-labels` with GAN-CLS's matching-aware D: real images with a "
                                       "wrong label scored as fake (`--reg mismatch`, weight 1)",
-                                      {**DEFAULTS, "reg": ["sn", "r1", "mismatch"], "reg_opt": {"r1": {"weight": 1.0}},
-                                       "cond": "labels"}),
+                                      {**SN_R1_LABELS, "reg": [*SN_R1["reg"], "mismatch"]}),
     "default-sn-r1-labels-stage1-mismatch": ("gzoo's conditional defaults until the `-0.5` row: `default-sn-r1-labels-stage1` with "
                                              "GAN-CLS's matching-aware D, real images with a wrong label scored as "
-                                             "fake (`--reg mismatch`, weight 1)",
-                                             {**DEFAULTS, "reg": ["sn", "r1", "mismatch"],
-                                              "reg_opt": {"r1": {"weight": 1.0}}, "cond": "labels",
-                                              "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
+                                             "fake (`--reg mismatch`, weight 1)", STAGE1_MISMATCH),
     "default-sn-r1-labels-stage1-mismatch-0.5": ("gzoo's conditional defaults: `default-sn-r1-labels-stage1-mismatch` with "
                                                  "the mismatch term at half weight (`--reg-opt mismatch.weight=0.5`)",
-                                                 {**DEFAULTS, "reg": ["sn", "r1", "mismatch"],
-                                                  "reg_opt": {"r1": {"weight": 1.0}, "mismatch": {"weight": 0.5}},
-                                                  "cond": "labels",
-                                                  "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}),
+                                                 {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"],
+                                                                                 "mismatch": {"weight": 0.5}}}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
