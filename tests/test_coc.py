@@ -413,6 +413,31 @@ def test_official_init_is_a_truncated_normal_on_the_mlp_only():
         ClusterBlock(8, init="xavier")
 
 
+def test_act_option_sets_the_mlp_activation_of_every_block():
+    """``act=leaky_relu`` swaps GELU for LeakyReLU(0.2) in every block's MLP (G and D), draws the
+    same weights, and the block computes norm -> fc1 -> LeakyReLU -> fc2 on the MLP branch."""
+    kw = {"image_shape": (1, 28, 28), "head_dim": 4, "mlp_r": 2}
+    for kind, name in (("generator", "cocgan"), ("discriminator", "coc")):
+        torch.manual_seed(3)
+        gelu = gzoo.create(kind, name, **kw)
+        torch.manual_seed(3)
+        leaky = gzoo.create(kind, name, act="leaky_relu", **kw)
+        blocks = [m for m in leaky.modules() if isinstance(m, ClusterBlock)]
+        assert blocks and all(isinstance(b.mlp[1], torch.nn.LeakyReLU) and b.mlp[1].negative_slope == 0.2
+                              for b in blocks)
+        assert all(isinstance(b.mlp[1], torch.nn.GELU) for b in gelu.modules() if isinstance(b, ClusterBlock))
+        assert all(torch.equal(a, b) for a, b in zip(gelu.parameters(), leaky.parameters(), strict=True))
+    torch.manual_seed(0)
+    blk = ClusterBlock(8, heads=2, head_dim=4, regions=2, centers=2, mlp_r=2, layer_scale=1.0, act="leaky_relu").double()
+    p = torch.randn(2, 16, 8, dtype=torch.float64)
+    mid = p + blk.ls1 * blk.mixer(blk.norm1(p), 4, 4)
+    hidden = blk.norm2(mid) @ blk.mlp[0].weight.T + blk.mlp[0].bias
+    expected = mid + blk.ls2 * (torch.where(hidden > 0, hidden, 0.2 * hidden) @ blk.mlp[2].weight.T + blk.mlp[2].bias)
+    torch.testing.assert_close(blk(p, 4, 4), expected)
+    with pytest.raises(UsageError, match="unknown act 'relu'; valid: gelu, leaky_relu"):
+        gzoo.create("discriminator", "coc", act="relu", **kw)
+
+
 def test_init_option_of_cocgan_coc_and_the_block():
     kw = {"image_shape": (1, 28, 28), "head_dim": 4, "mlp_r": 2}
     G = gzoo.create("generator", "cocgan", init="official", **kw)

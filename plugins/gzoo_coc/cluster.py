@@ -273,6 +273,18 @@ def check_init(init: str) -> str:
     return init
 
 
+#: activations of the blocks' point-wise MLP: GELU (the official code's) or LeakyReLU of slope
+#: 0.2 (DCGAN's), which bends at 0 whatever its inputs' scale (a tightly clipped WGAN critic
+#: keeps GELU's inputs near 0, where GELU is almost linear; docs/coc.md)
+ACTS = {"gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
+def make_act(act: str) -> nn.Module:
+    if act not in ACTS:
+        raise UsageError(f"unknown act {act!r}; valid: {', '.join(ACTS)}")
+    return ACTS[act]()
+
+
 def official_init_(linear: nn.Linear) -> None:
     """The official code's initialisation of its linear layers: weights from a truncated normal
     of std 0.02 (timm's ``trunc_normal_``, cut at +-2 absolute), biases zero."""
@@ -301,19 +313,20 @@ class ClusterBlock(nn.Module):
     ``init="official"`` re-initialises the MLP's two linear layers as the official ``Mlp`` does
     (:func:`official_init_`); ``"torch"`` keeps PyTorch's defaults. ``drop_path`` is the
     stochastic-depth rate of both residual branches (timm's ``DropPath``, as in the official
-    block; 0 = off, the default: an identity, so outputs are unchanged).
+    block; 0 = off, the default: an identity, so outputs are unchanged). ``act`` is the MLP's
+    activation: ``"gelu"`` (the official one) or ``"leaky_relu"`` (slope 0.2).
     """
 
     def __init__(self, dim: int, *, heads: int = 4, head_dim: int = 32, regions: int = 1, centers: int = 2,
                  mlp_r: int = 8, layer_scale: float = 1e-5, impl: str = "fused", init: str = "torch",
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, act: str = "gelu"):
         super().__init__()
         check_init(init)
         self.drop_path = make_drop_path(drop_path)
         self.norm1 = PointGroupNorm(dim)
         self.mixer = ContextCluster(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers, impl=impl)
         self.norm2 = PointGroupNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_r), nn.GELU(), nn.Linear(dim * mlp_r, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_r), make_act(act), nn.Linear(dim * mlp_r, dim))
         if init == "official":
             official_init_(self.mlp[0])
             official_init_(self.mlp[2])

@@ -165,11 +165,11 @@ def parse_modes(text: str, n: int, option: str, owner: str, valid: tuple[str, ..
 
 
 def _blocks(spec: StageSpec, heads: int, head_dim: int, mlp_r: int, layer_scale: float, init: str,
-            drop_paths: list[float] | None = None) -> nn.ModuleList:
+            drop_paths: list[float] | None = None, act: str = "gelu") -> nn.ModuleList:
     rates = drop_paths or [0.0] * spec.depth
     return nn.ModuleList(
         ClusterBlock(spec.dim, heads=heads, head_dim=head_dim, regions=spec.regions, centers=spec.centers, mlp_r=mlp_r,
-                     layer_scale=layer_scale, init=init, drop_path=rate)
+                     layer_scale=layer_scale, init=init, drop_path=rate, act=act)
         for rate in rates
     )
 
@@ -195,11 +195,13 @@ class CoCGenerator(Generator):
             neighbourhood of points around its parent, so cells share inputs) or "cell" (each
             r x r cell a linear function of one point); one value for every stage or a comma
             list, one per stage
+        act: activation of every block's MLP: "gelu" (the official code's) or "leaky_relu"
+            (slope 0.2)
     """
 
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 100,
                  stages: str = "", heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
-                 init: str = "official", increaser: str = "overlap"):
+                 init: str = "official", increaser: str = "overlap", act: str = "gelu"):
         super().__init__(image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim)
         c, size = self.require_image("cocgan")
         self.init = check_init(init)
@@ -221,7 +223,7 @@ class CoCGenerator(Generator):
         self.increasers, self.stage_blocks = nn.ModuleList(), nn.ModuleList()
         for i, (s, mode) in enumerate(zip(self.specs, self.increaser_modes, strict=True)):
             self.increasers.append(PointIncreaser(dim, s.dim, s.r, mode=mode, single=i == 0))  # stage 1 reads 1 point
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init, act=act))
             dim = s.dim
         self.norm = PointGroupNorm(dim)
         self.to_colour = nn.Linear(dim, c)
@@ -271,6 +273,9 @@ class CoCDiscriminator(Discriminator):
             the label enters only through the head; ignored without classes. ``features(x)``
             (self-conditioning, diagnostics) has no label: it adds the mean of the classes'
             vectors, so the points keep the offset D was trained with
+        act: activation of every block's MLP: "gelu" (the official code's) or "leaky_relu"
+            (slope 0.2, scale-free: under tight WGAN clipping GELU's inputs stay near 0, where
+            it is almost linear)
     """
 
     #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
@@ -297,7 +302,7 @@ class CoCDiscriminator(Discriminator):
     def __init__(self, *, image_shape: tuple[int, ...], num_classes: int = 0, stages: str = D_DEFAULT_STAGES,
                  heads: int = 4, head_dim: int = 32, mlp_r: int = 8, layer_scale: float = 1e-5,
                  cond_head: str = "projection", init: str = "official", reducer: str = "", drop_path: float = 0.0,
-                 label_stage: int = 1):
+                 label_stage: int = 1, act: str = "gelu"):
         super().__init__(image_shape=image_shape, num_classes=num_classes, cond_head=cond_head)
         c, size = self.require_image("coc discriminator")
         self.init = check_init(init)
@@ -314,7 +319,7 @@ class CoCDiscriminator(Discriminator):
             if side % s.regions:
                 raise UsageError(f"coc stage {s}: {s.regions} regions do not divide its {side}x{side} lattice")
             self.reducers.append(PointReducer(dim, s.dim, s.r, mode=mode))
-            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init, rates[:s.depth]))
+            self.stage_blocks.append(_blocks(s, heads, head_dim, mlp_r, layer_scale, init, rates[:s.depth], act))
             rates = rates[s.depth:]
             dim = s.dim
         self.norm = PointGroupNorm(dim)
