@@ -282,10 +282,11 @@ class CoCDiscriminator(Discriminator):
     #: to the clip bound, so the residual branches never outgrow it and the critic stays the
     #: near-linear function of its reducers (samples: one noise texture); clip weights only.
     clip_params = "weights"
-    #: and at 0.05 rather than the WGAN paper's 0.01 (CoC-GAN names no bound): a clipped matrix
-    #: feeding a GroupNorm-ed point to the MLP's GELU keeps its pre-activations near 0, where GELU is
-    #: almost linear. 1,000 Fashion-MNIST steps: fid_lenet 244 +- 14 at 0.01 (two seeds), 220 +- 89
-    #: at 0.05 (three seeds: 209, 137, 314; not robust) (docs/coc.md, "The WGAN version's clip bound")
+    #: and at 0.05 rather than the WGAN paper's 0.01 (CoC-GAN names no bound): both matrices of a
+    #: block's MLP clipped to 0.01 leave its branch tiny. 1,000 Fashion-MNIST steps: fid_lenet 243 +- 10
+    #: at 0.01 (235, 254, 240), 220 +- 89 at 0.05 (209, 137, 314; not robust), seeds 0 to 2. LeakyReLU
+    #: instead of GELU at 0.01 (act=leaky_relu) did not help: 242 +- 42, so it is not GELU's
+    #: near-linearity at small inputs (docs/coc.md, "The WGAN version's clip bound")
     clip_bound = 0.05
     #: trained with spectral norm and a lazy R1 penalty of weight 1 (every 16 D steps) unless the
     #: run names its regularizers (``--reg none``: none) or its loss is a Wasserstein one (clipping,
