@@ -274,8 +274,9 @@ def check_init(init: str) -> str:
 
 
 #: activations of the blocks' point-wise MLP: GELU (the official code's) or LeakyReLU of slope
-#: 0.2 (DCGAN's), which bends at 0 whatever its inputs' scale (a tightly clipped WGAN critic
-#: keeps GELU's inputs near 0, where GELU is almost linear; docs/coc.md)
+#: 0.2 (DCGAN's), which bends at 0 whatever its inputs' scale. A tightly clipped WGAN critic keeps
+#: GELU's inputs near 0, where GELU is almost linear; LeakyReLU in its place did not train the
+#: critic at 0.01 any better (docs/coc.md, "The WGAN version's clip bound")
 ACTS = {"gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 

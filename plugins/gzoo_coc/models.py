@@ -274,8 +274,8 @@ class CoCDiscriminator(Discriminator):
             (self-conditioning, diagnostics) has no label: it adds the mean of the classes'
             vectors, so the points keep the offset D was trained with
         act: activation of every block's MLP: "gelu" (the official code's) or "leaky_relu"
-            (slope 0.2, scale-free: under tight WGAN clipping GELU's inputs stay near 0, where
-            it is almost linear)
+            (slope 0.2, which bends at 0 at any scale; under WGAN clipping at 0.01 it did no
+            better than GELU, docs/coc.md)
     """
 
     #: WGAN clipping of every parameter would clamp the blocks' layer scales and GroupNorm gains
