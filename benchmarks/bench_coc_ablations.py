@@ -92,7 +92,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                           {**DEFAULTS, "reg_opt": {"clip": {"clip": 0.05}}}),
     "default-clip-0.05-r1": ("wgan only: `default-clip-0.05` with R1 of weight 1 beside the clipping "
                              "(`--reg clip --reg r1 --reg-opt r1.weight=1`)",
-                             {**DEFAULTS, "reg": ["r1"], "reg_opt": {"clip": {"clip": 0.05}, "r1": {"weight": 1.0}}}),
+                             {**DEFAULTS, "reg": ["r1"], "reg_opt": {"clip": {"clip": 0.05}, **SN_R1["reg_opt"]}}),
     "default-leaky": ("the defaults with LeakyReLU (slope 0.2) in D's block MLPs instead of GELU "
                       "(`--disc-opt act=leaky_relu`)",
                       {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "act": "leaky_relu"}}),
