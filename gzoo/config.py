@@ -188,6 +188,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
+        value = float_from_text(value)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         out = float(value) if ok else value
     elif tp is str:
@@ -197,6 +198,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         ok = isinstance(out, list | tuple) and all(isinstance(v, str) for v in out)
         out = list(out) if ok else out
     elif origin is tuple:
+        value = [float_from_text(v) for v in value] if isinstance(value, list | tuple) else value
         ok = (isinstance(value, list | tuple) and len(value) == len(args)
               and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value))
         out = tuple(float(v) for v in value) if ok else value
@@ -207,6 +209,20 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if not ok:
         raise UsageError(f"{source}: setting {key!r} must be {_describe(_field_types()[key])}, got {value!r}")
     return out
+
+
+def float_from_text(value: Any) -> Any:
+    """``"1e-4"`` -> ``0.0001``: YAML 1.1 (PyYAML) reads exponents without a decimal point as
+    strings, so a float setting or option written ``1e-4`` arrives as text. Other values pass
+    through unchanged (the caller's type check then names them)."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value
+        if math.isfinite(number):
+            return number
+    return value
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

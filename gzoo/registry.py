@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from torch import nn
 
-from .config import RunConfig
+from .config import RunConfig, float_from_text
 from .data import check_dataset
 from .errors import GzooError, UnknownNameError, UsageError, one_line, suggest
 from .interfaces import Block, Discriminator, Generator, Loss, MetricFamily, Regularizer
@@ -102,6 +102,8 @@ class Option:
             if self.optional:
                 return None
             raise UsageError(f"option {self.name!r} of {owner} must be {t.__name__}, got None")
+        if t is float:
+            value = float_from_text(value)
         if t is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if t is tuple and isinstance(value, list):

@@ -324,6 +324,19 @@ def test_bad_config_files(cli, tmp_path, text, message):
     assert message in r.stderr
 
 
+def test_config_files_take_exponents_without_a_decimal_point(cli, tmp_path):
+    """YAML 1.1 (PyYAML) reads ``1e-4`` as a string; a config file that writes a float that way
+    trains with the number, as ``--lr 1e-4`` would."""
+    from gzoo.config import RunConfig, load_yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 1e-4\nbetas: [0, 9e-1]\n")
+    r = cli("run", "--config", cfg, "--steps", "1", "--sample-every", "0", "--quiet", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    saved = RunConfig.from_dict(load_yaml(tmp_path / "r" / "config.yaml"))
+    assert saved.lr == pytest.approx(1e-4) and saved.betas == (0.0, 0.9)
+
+
 def test_out_that_is_a_file_or_unwritable(cli, tmp_path):
     f = tmp_path / "f"
     f.write_text("x")

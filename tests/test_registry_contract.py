@@ -435,6 +435,7 @@ def typed(*, n: int | None = None, m: Optional[float] = 1.0, s: str | None = Non
 @pytest.mark.parametrize("option,given,expected", [
     ("n", "3", 3), ("n", "null", None), ("n", None, None),
     ("m", "2", 2.0), ("m", "~", None),
+    ("m", "1e-5", 1e-5), ("m", "2E3", 2000.0),  # PyYAML reads exponents without a point as text
     ("s", "abc", "abc"), ("s", "null", None),
 ])
 def test_optional_options_are_typed(option, given, expected):
@@ -446,6 +447,7 @@ def test_optional_options_are_typed(option, given, expected):
     ("n", "abc", "option 'n' of visualizer 'typed' must be int | None, got 'abc'"),
     ("n", "1.5", "must be int | None, got 1.5"),
     ("m", "fast", "option 'm' of visualizer 'typed' must be float | None, got 'fast'"),
+    ("m", "1e", "must be float | None, got '1e'"), ("m", "inf", "must be float | None, got 'inf'"),
     ("k", "null", "option 'k' of visualizer 'typed' must be int, got None"),
 ])
 def test_optional_options_refuse_other_types(option, given, message):
