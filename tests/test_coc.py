@@ -821,3 +821,48 @@ def test_drop_path_is_timms_rising_linearly_and_off_by_default():
     assert 0 < sum(kept) < 64
     with pytest.raises(UsageError, match=r"drop_path must be in \[0, 1\)"):
         gzoo.create("block", "context-cluster", channels=8, drop_path=1.5)
+
+
+@pytest.mark.parametrize("layer_scale", [1e-5, 1.0])
+def test_block_share_measures_what_the_generators_blocks_add(cli, tmp_path, layer_scale):
+    """benchmarks/coc_block_share.py: a block's ratio is ||block(p) - p|| / ||p||, recomputed here by
+    hand for G's last block; "G without blocks" is 0 when the blocks are near the identity (layer
+    scale 1e-5) and large at layer scale 1; the generator is left as it was."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "coc_block_share.py")
+    spec = importlib.util.spec_from_file_location("coc_block_share", path)
+    share = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(share)
+    out = tmp_path / "r"
+    r = cli("run", "--gen", "cocgan", "--disc", "coc", "--data", "digits", "--steps", "1", "--batch-size", "4",
+            "--sample-every", "0", "--quiet", "--out", out, "--gen-opt", f"layer_scale={layer_scale}", *SMALL)
+    assert r.exit_code == 0, r.output
+    row = share.measure(str(out), n=8)
+    from gzoo.run import load_run
+
+    loaded = load_run(out)
+    G = loaded.G
+    z = torch.randn(8, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    last = G.stage_blocks[-1][-1]
+    seen = []
+    hook = last.register_forward_hook(lambda m, i, o: seen.append(((o - i[0]).norm() / i[0].norm()).item()))
+    with torch.no_grad():
+        G(z)
+    hook.remove()
+    ratios = []
+    hooks = [b.register_forward_hook(lambda m, i, o: ratios.append(((o - i[0]).norm() / i[0].norm()).item()))
+             for b in G.stage_blocks[-1]]
+    with torch.no_grad():
+        G(z)
+    for h in hooks:
+        h.remove()
+    assert float(row[f"G stage {len(G.stage_blocks)}"]) == pytest.approx(sum(ratios) / len(ratios), abs=1e-3)
+    assert seen[0] == pytest.approx(ratios[-1])
+    without = float(row["G without blocks"])
+    if layer_scale < 1e-3:  # one Adam step moves the layer scales to about lr (2e-4)
+        assert without < 0.02 and all(r < 0.02 for r in ratios)
+    else:
+        assert without > 0.2
+    assert {f"D stage {k}" for k in range(1, len(loaded.D.stage_blocks) + 1)} <= set(row)
