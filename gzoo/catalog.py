@@ -41,6 +41,8 @@ def catalog(pm: Any = None) -> dict[str, Any]:
             entry["default_reg"] = d["default_reg"]
         if d["default_reg_opt"]:
             entry["default_reg_opt"] = d["default_reg_opt"]
+        if d["wasserstein_opt"]:
+            entry["wasserstein_opt"] = d["wasserstein_opt"]
         clip = wgan_clip(spec.factory)
         if spec.kind == "discriminator" and clip != WGAN_CLIP:
             entry["wgan_clip"] = clip  # what --reg clip does to it without clip.clip / clip.params

@@ -180,6 +180,9 @@ def _show_one(reg: Any, name: str, kind: str | None, as_json: bool) -> None:
             labelled = labelled_regs(reg, spec.default_reg)
             rows.append(("default reg", f"{default_reg_text(spec.default_reg, spec.default_reg_opt, labelled)} (when a run "
                                         "names none and its loss is not a Wasserstein one; --reg none: no regularizer)"))
+        if spec.wasserstein_opt:
+            rows.append(("wasserstein opt", " ".join(f"{k}={v}" for k, v in spec.wasserstein_opt.items())
+                         + " (under a Wasserstein loss, unless the run sets them with --gen-opt)"))
         clip = wgan_clip(spec.factory)
         if spec.kind == "discriminator" and clip != WGAN_CLIP:  # what --reg clip does to this model
             rows.append(("wgan clip", f"{wgan_clip_text(clip)} (--reg clip, or a Wasserstein loss's added "

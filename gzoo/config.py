@@ -259,11 +259,14 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     one (``Regularizer.lipschitz``: clip, gp, sn), weight clipping is added and, unless the
     optimizer was chosen (``explicit`` holds the settings the user gave; default: those
     that differ from :class:`RunConfig`'s defaults), RMSprop, as the WGAN paper does.
+    Under any Wasserstein loss the generator's ``wasserstein_opt`` fills the options its
+    ``gen_opt`` leaves unset (:func:`wasserstein_gen_opt`).
     """
     if not getattr(registry.get("loss", config.loss).factory, "wasserstein", False):
         return config, []
+    config, notes = wasserstein_gen_opt(config, registry)
     if any(getattr(registry.get("regularizer", r).factory, "lipschitz", False) for r in config.reg):
-        return config, []
+        return config, notes
     explicit = _explicit(config, explicit)
     changes: dict[str, Any] = {"reg": [*config.reg, WGAN_DEFAULTS["reg"]]}
     if "optimizer" not in explicit:
@@ -272,7 +275,20 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     added = ", ".join(f"{k}={v if k != 'reg' else f'clip ({clip})'}" for k, v in changes.items())
     note = (f"loss {config.loss!r} needs a Lipschitz constraint on D and none was given: gzoo added {added} "
             "(WGAN paper; CoC-GAN §4.2). Choose one yourself with --reg clip, gp or sn.")
-    return config.updated(changes, source="wgan defaults"), [note]
+    return config.updated(changes, source="wgan defaults"), [note, *notes]
+
+
+def wasserstein_gen_opt(config: RunConfig, registry: Any) -> tuple[RunConfig, list[str]]:
+    """The generator's :attr:`~gzoo.interfaces.Generator.wasserstein_opt` that the run's
+    ``gen_opt`` leaves unset, added to it; returns the config and a note (none when nothing is added)."""
+    wanted = getattr(registry.get("generator", config.gen).factory, "wasserstein_opt", {}) or {}
+    added = {k: v for k, v in wanted.items() if k not in config.gen_opt}
+    if not added:
+        return config, []
+    text = " ".join(f"--gen-opt {k}={v}" for k, v in added.items())
+    note = (f"generator {config.gen!r} trains under a Wasserstein loss with {text} unless told otherwise "
+            "(set them with --gen-opt to choose others).")
+    return config.updated({"gen_opt": {**added, **config.gen_opt}}, source=f"{config.gen} wasserstein defaults"), [note]
 
 
 #: WGAN weight clipping as the WGAN paper does it: every parameter to [-0.01, 0.01]

@@ -153,6 +153,11 @@ class Generator(_Model, _Staged, nn.Module):
     #: generator-specific sampling options accepted by :meth:`sample` (name -> default),
     #: e.g. CIPS' ``resolution`` or ``chunk``. ``gzoo sample --opt k=v`` passes them.
     sample_options: ClassVar[dict[str, Any]] = {}
+    #: options gzoo gives this generator when the run's loss is a Wasserstein one (``Loss.wasserstein``)
+    #: and the run does not set them itself (``--gen-opt`` wins key by key), e.g. an initialisation
+    #: measured to suit the critic; announced as a note and saved in the run's config
+    #: (:func:`gzoo.config.complete_for_loss`)
+    wasserstein_opt: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,

@@ -152,6 +152,12 @@ class ComponentSpec:
         return {name: dict(opts) for name, opts in getattr(self.factory, "default_reg_opt", {}).items()}
 
     @property
+    def wasserstein_opt(self) -> dict[str, Any]:
+        """The options a generator takes under a Wasserstein loss unless the run sets them
+        (:attr:`gzoo.interfaces.Generator.wasserstein_opt`; empty for most)."""
+        return dict(getattr(self.factory, "wasserstein_opt", {}) or {})
+
+    @property
     def id(self) -> str:
         return f"{self.kind}:{self.name}"
 
@@ -171,6 +177,7 @@ class ComponentSpec:
             "default_reg": list(self.default_reg),
             "default_reg_opt": {name: {k: _jsonable(v) for k, v in opts.items()}
                                 for name, opts in self.default_reg_opt.items()},
+            "wasserstein_opt": {k: _jsonable(v) for k, v in self.wasserstein_opt.items()},
             "options": {o.name: _jsonable(o.default) for o in self.options.values()},
             "option_details": {o.name: o.describe() for o in self.options.values()},
         }

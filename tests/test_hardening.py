@@ -538,6 +538,34 @@ def test_default_reg_only_where_the_discriminator_asks(tmp_path):
     assert r.config.reg == [] and not r.notes
 
 
+@pytest.mark.parametrize("loss,extra,gen_opt", [
+    ("wgan", [], {"layer_scale": 1.0, "init": "torch"}),  # cocgan's wasserstein_opt
+    ("wgan", ["--gen-opt", "layer_scale=0.5"], {"layer_scale": 0.5, "init": "torch"}),  # the run's own win key by key
+    ("wgan", ["--reg", "gp"], {"layer_scale": 1.0, "init": "torch"}),  # under any Lipschitz constraint
+    ("nonsaturating", [], {}),  # not a Wasserstein loss: the class defaults
+])
+def test_a_generator_takes_its_wasserstein_options_under_a_wasserstein_loss(cli, tmp_path, loss, extra, gen_opt):
+    out = tmp_path / "r"
+    small = ["--gen-opt", "head_dim=4", "--gen-opt", "mlp_r=2", "--disc-opt", "head_dim=4", "--disc-opt", "mlp_r=2"]
+    r = cli("run", "--gen", "cocgan", "--disc", "coc", "--loss", loss, "--steps", "1", "--batch-size", "4",
+            "--sample-every", "0", "--quiet", *small, *extra, "--out", out)
+    assert r.exit_code == 0, r.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())["gen_opt"]
+    assert {k: saved[k] for k in ("layer_scale", "init") if k in saved} == {  # --gen-opt text is kept as given
+        k: str(v) if any(f"{k}=" in e for e in extra) else v for k, v in gen_opt.items()}
+    added = {k: v for k, v in gen_opt.items() if not any(f"{k}=" in e for e in extra)}
+    note = " ".join(r.stderr.split())
+    assert (("generator 'cocgan' trains under a Wasserstein loss with "
+             + " ".join(f"--gen-opt {k}={v}" for k, v in added.items())) in note) == bool(added)
+    ls = load_checkpoint(out / "checkpoints" / "last.pt")["G"]["stage_blocks.0.0.ls1"]
+    assert ls.sub(gen_opt.get("layer_scale", 1e-5)).abs().max() < 1e-2  # one step moves it by about lr
+    if loss == "wgan" and not extra:
+        listed = " ".join(cli("list", "cocgan").stdout.split())
+        assert "wasserstein opt layer_scale=1.0 init=torch (under a Wasserstein loss" in listed
+        assert json.loads(cli("list", "cocgan", "--json").stdout)["wasserstein_opt"] == gen_opt
+        assert "wasserstein opt" not in cli("list", "dcgan", "--kind", "generator").stdout
+
+
 class _R1Plugin:
     """A discriminator that asks for spectral norm and R1 at weight 1 (R1's own default is 10)."""
 
