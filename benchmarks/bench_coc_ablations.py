@@ -87,12 +87,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                          "(`--reg-opt params=all`, the WGAN paper's code; the default clips coc's weight matrices only)",
                          {**DEFAULTS, "reg_opt": {"clip": {"params": "all"}}}),
     "default-clip-0.05": ("wgan only: the defaults with the clip bound at 0.05 instead of the WGAN paper's 0.01 "
-                          "(`--reg-opt clip.clip=0.05`; `coc`'s weight matrices, as `default`): gzoo's default "
-                          "WGAN version since (`coc`'s `clip_bound`)",
+                          "(`--reg-opt clip.clip=0.05`; `coc`'s weight matrices, as `default`; `coc`'s `clip_bound`): "
+                          "gzoo's default WGAN version until `default-clip-0.05-g-ls1-torch`",
                           {**DEFAULTS, "reg_opt": {"clip": {"clip": 0.05}}}),
     "default-clip-0.05-r1": ("wgan only: `default-clip-0.05` with R1 of weight 1 beside the clipping "
                              "(`--reg clip --reg r1 --reg-opt r1.weight=1`)",
                              {**DEFAULTS, "reg": ["r1"], "reg_opt": {"clip": {"clip": 0.05}, **SN_R1["reg_opt"]}}),
+    "default-clip-0.05-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05` with G's blocks starting as "
+                                      "full residual branches, layer scale 1 and PyTorch's MLP init in G (`--gen-opt "
+                                      "layer_scale=1 --gen-opt init=torch`, `cocgan`'s `wasserstein_opt`; D unchanged)",
+                                      {**DEFAULTS, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"},
+                                       "reg_opt": {"clip": {"clip": 0.05}}}),
     "default-leaky": ("the defaults with LeakyReLU (slope 0.2) in D's block MLPs instead of GELU "
                       "(`--disc-opt act=leaky_relu`)",
                       {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "act": "leaky_relu"}}),
@@ -127,6 +132,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
     "default-sn-r1": ("gzoo's defaults: `default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps; "
                       "`coc`'s default regularizers)", SN_R1),
+    "default-sn-r1-g-ls1-torch": ("`default-sn-r1` with G's blocks starting as full residual branches: layer scale 1 and "
+                                  "PyTorch's MLP init in G (`--gen-opt layer_scale=1 --gen-opt init=torch`; D unchanged)",
+                                  {**SN_R1, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}}),
     "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`), D's label at its head only",
                              SN_R1_LABELS),
     "default-sn-r1-labels-multihead": ("`default-sn-r1-labels` with D's multi-head conditional head: one logit per "
@@ -147,6 +155,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                                  "the mismatch term at half weight (`--reg-opt mismatch.weight=0.5`)",
                                                  {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"],
                                                                                  "mismatch": {"weight": 0.5}}}),
+    "default-sn-r1-labels-stage1-mismatch-0.5-g-ls1-torch": (
+        "`default-sn-r1-labels-stage1-mismatch-0.5` with layer scale 1 and PyTorch's MLP init in G's blocks "
+        "(`--gen-opt layer_scale=1 --gen-opt init=torch`)",
+        {**STAGE1_MISMATCH, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"},
+         "reg_opt": {**SN_R1["reg_opt"], "mismatch": {"weight": 0.5}}}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
