@@ -63,6 +63,11 @@ SN_R1 = {**DEFAULTS, "reg": ["sn", "r1"], "reg_opt": {"r1": {"weight": 1.0}}}
 SN_R1_LABELS = {**SN_R1, "cond": "labels"}
 STAGE1 = {**SN_R1_LABELS, "disc_opt": {**DEFAULTS["disc_opt"], "label_stage": 1}}
 STAGE1_MISMATCH = {**STAGE1, "reg": [*SN_R1["reg"], "mismatch"]}
+#: the mismatch term at half weight (the conditional default since the `-0.5` row)
+STAGE1_MISMATCH_05 = {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"], "mismatch": {"weight": 0.5}}}
+#: G's blocks starting as full residual branches: layer scale 1 and PyTorch's MLP init (the `-g-ls1-torch` rows;
+#: spelled out rather than read from ``cocgan``'s ``wasserstein_opt``, so the rows stay what they measured)
+G_LS1_TORCH = {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
@@ -96,8 +101,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-clip-0.05-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05` with G's blocks starting as "
                                       "full residual branches, layer scale 1 and PyTorch's MLP init in G (`--gen-opt "
                                       "layer_scale=1 --gen-opt init=torch`, `cocgan`'s `wasserstein_opt`; D unchanged)",
-                                      {**DEFAULTS, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"},
-                                       "reg_opt": {"clip": {"clip": 0.05}}}),
+                                      {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}}}),
     "default-leaky": ("the defaults with LeakyReLU (slope 0.2) in D's block MLPs instead of GELU "
                       "(`--disc-opt act=leaky_relu`)",
                       {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "act": "leaky_relu"}}),
@@ -134,7 +138,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                       "`coc`'s default regularizers)", SN_R1),
     "default-sn-r1-g-ls1-torch": ("`default-sn-r1` with G's blocks starting as full residual branches: layer scale 1 and "
                                   "PyTorch's MLP init in G (`--gen-opt layer_scale=1 --gen-opt init=torch`; D unchanged)",
-                                  {**SN_R1, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}}),
+                                  {**SN_R1, "gen_opt": G_LS1_TORCH}),
     "default-sn-r1-labels": ("`default-sn-r1` conditional on the labels (`--cond labels`), D's label at its head only",
                              SN_R1_LABELS),
     "default-sn-r1-labels-multihead": ("`default-sn-r1-labels` with D's multi-head conditional head: one logit per "
@@ -153,13 +157,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                              "fake (`--reg mismatch`, weight 1)", STAGE1_MISMATCH),
     "default-sn-r1-labels-stage1-mismatch-0.5": ("gzoo's conditional defaults: `default-sn-r1-labels-stage1-mismatch` with "
                                                  "the mismatch term at half weight (`--reg-opt mismatch.weight=0.5`)",
-                                                 {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"],
-                                                                                 "mismatch": {"weight": 0.5}}}),
+                                                 STAGE1_MISMATCH_05),
     "default-sn-r1-labels-stage1-mismatch-0.5-g-ls1-torch": (
         "`default-sn-r1-labels-stage1-mismatch-0.5` with layer scale 1 and PyTorch's MLP init in G's blocks "
         "(`--gen-opt layer_scale=1 --gen-opt init=torch`)",
-        {**STAGE1_MISMATCH, "gen_opt": {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"},
-         "reg_opt": {**SN_R1["reg_opt"], "mismatch": {"weight": 0.5}}}),
+        {**STAGE1_MISMATCH_05, "gen_opt": G_LS1_TORCH}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",

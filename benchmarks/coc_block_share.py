@@ -57,7 +57,7 @@ def measure(run_dir: str, n: int = 64) -> dict[str, object]:
     loaded = load_run(run_dir)
     G, D = loaded.G, loaded.D
     gen = torch.Generator().manual_seed(0)
-    z = torch.randn(n, G.latent_dim, generator=gen)
+    z = G.sample_latent(n, generator=gen)  # the same numbers as torch.randn(n, latent_dim)
     y = torch.randint(0, loaded.num_classes, (n,), generator=gen) if loaded.num_classes else None
     with torch.no_grad():
         full, g_ratios = block_ratios(G.stage_blocks, lambda: G(z, y))
