@@ -68,6 +68,8 @@ STAGE1_MISMATCH_05 = {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"], "mismat
 #: G's blocks starting as full residual branches: layer scale 1 and PyTorch's MLP init (the `-g-ls1-torch` rows;
 #: spelled out rather than read from ``cocgan``'s ``wasserstein_opt``, so the rows stay what they measured)
 G_LS1_TORCH = {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}
+#: the same with layer scale 0.1: G's blocks start as tenth-size branches (the `-g-ls0.1-torch` rows)
+G_LS01_TORCH = {**G_LS1_TORCH, "layer_scale": 0.1}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
@@ -102,6 +104,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                       "full residual branches, layer scale 1 and PyTorch's MLP init in G (`--gen-opt "
                                       "layer_scale=1 --gen-opt init=torch`, `cocgan`'s `wasserstein_opt`; D unchanged)",
                                       {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}}}),
+    "default-clip-0.05-g-ls0.1-torch": ("wgan only: `default-clip-0.05-g-ls1-torch` with layer scale 0.1 in G instead of 1 "
+                                        "(`--gen-opt layer_scale=0.1 --gen-opt init=torch`)",
+                                        {**DEFAULTS, "gen_opt": G_LS01_TORCH, "reg_opt": {"clip": {"clip": 0.05}}}),
+    "default-clip-0.05-r1-g-ls1-torch": ("wgan only: `default-clip-0.05-g-ls1-torch` with R1 of weight 1 beside the clipping "
+                                         "(`--reg clip --reg r1 --reg-opt r1.weight=1`, as `default-clip-0.05-r1`)",
+                                         {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg": ["r1"],
+                                          "reg_opt": {"clip": {"clip": 0.05}, **SN_R1["reg_opt"]}}),
     "default-leaky": ("the defaults with LeakyReLU (slope 0.2) in D's block MLPs instead of GELU "
                       "(`--disc-opt act=leaky_relu`)",
                       {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "act": "leaky_relu"}}),
@@ -164,6 +173,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {**STAGE1_MISMATCH_05, "gen_opt": G_LS1_TORCH}),
     "dcgan-ema": ("DCGAN with the same moving average of G (`--ema 0.995`), the baseline of the `-ema` rows",
                   {"gen": "dcgan", "disc": "dcgan", "ema": EMA}),
+    "dcgan-cosine": ("DCGAN with the learning rate decayed to 0 on a cosine over the run (`--cosine`), the baseline "
+                     "of the `-cosine` rows", {"gen": "dcgan", "disc": "dcgan", "cosine": True}),
+    "default-clip-0.05-g-ls1-torch-cosine": ("wgan only: `default-clip-0.05-g-ls1-torch` with the paper's cosine decay "
+                                             "of the learning rate over the run (`--cosine`, §4.2)",
+                                             {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}},
+                                              "cosine": True}),
+    "default-sn-r1-cosine": ("`default-sn-r1` with the paper's cosine decay of the learning rate (`--cosine`)",
+                             {**SN_R1, "cosine": True}),
+    "dcgan-labels-cosine": ("conditional DCGAN with the cosine decay (`--cond labels --cosine`), the baseline of the "
+                            "conditional `-cosine` rows", {"gen": "dcgan", "disc": "dcgan", "cond": "labels", "cosine": True}),
+    "default-sn-r1-labels-stage1-mismatch-0.5-cosine": (
+        "`default-sn-r1-labels-stage1-mismatch-0.5` with the paper's cosine decay of the learning rate (`--cosine`)",
+        {**STAGE1_MISMATCH_05, "cosine": True}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
                      {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }
@@ -277,6 +299,19 @@ def launch(jobs: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
                 print(f"[{time.strftime('%H:%M:%S')}] {'done' if proc.returncode == 0 else 'FAILED'} {job}", flush=True)
 
 
+#: the training settings a row's DCGAN baseline must share with it (the target compares at the same
+#: steps, batch and loss; these too, so that a ratio never credits CoC-GAN with a schedule or an average)
+BASELINE_KEYS = ("cond", "ema", "cosine")
+
+
+def baseline(variant: str) -> str:
+    """The DCGAN row a variant's ``fid / DCGAN's`` divides by: conditional rows against conditional
+    DCGAN, averaged G against averaged G, the cosine schedule against the cosine schedule."""
+    s = settings(variant)
+    base = "dcgan-labels" if s.get("cond") == "labels" else "dcgan-ema" if s.get("ema") else "dcgan"
+    return f"{base}-cosine" if s.get("cosine") else base
+
+
 def report(args: argparse.Namespace) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"*__b{args.batch_size}__{args.steps}__*.json"))]
     if not rows:
@@ -284,12 +319,8 @@ def report(args: argparse.Namespace) -> None:
     order = list(VARIANTS)
     rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
 
-    def baseline(variant: str) -> str:  # conditional rows against conditional DCGAN, averaged G against averaged G
-        s = settings(variant)
-        return "dcgan-labels" if s.get("cond") == "labels" else "dcgan-ema" if s.get("ema") else "dcgan"
-
     base = {(b, loss): [r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss]
-            for b in ("dcgan", "dcgan-labels", "dcgan-ema") for loss in LOSSES}
+            for b in {baseline(v) for v in VARIANTS} for loss in LOSSES}
     table, pictures = [], []
     for loss in LOSSES:
         for variant in order:
@@ -321,7 +352,7 @@ def report(args: argparse.Namespace) -> None:
         "`evaluate_generator` on "
         f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
         "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID of `dcgan` (of `dcgan-labels` for "
-        "conditional rows, of `dcgan-ema` for `-ema` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
+        "conditional rows, of `dcgan-ema` for `-ema` rows, of `dcgan-cosine` or `dcgan-labels-cosine` for `-cosine` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
         "(compare within this table only"
         + ("; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower than their models' speed"
            if any(r["variant"] in DIAGNOSTIC for r in rows) else "") + ").\n\n"

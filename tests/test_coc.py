@@ -828,13 +828,7 @@ def test_block_share_measures_what_the_generators_blocks_add(cli, tmp_path, laye
     """benchmarks/coc_block_share.py: a block's ratio is ||block(p) - p|| / ||p||, recomputed here by
     hand for G's last block; "G without blocks" is 0 when the blocks are near the identity (layer
     scale 1e-5) and large at layer scale 1; the generator is left as it was."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "coc_block_share.py")
-    spec = importlib.util.spec_from_file_location("coc_block_share", path)
-    share = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(share)
+    share = _load_benchmark("coc_block_share")
     out = tmp_path / "r"
     r = cli("run", "--gen", "cocgan", "--disc", "coc", "--data", "digits", "--steps", "1", "--batch-size", "4",
             "--sample-every", "0", "--quiet", "--out", out, "--gen-opt", f"layer_scale={layer_scale}", *SMALL)
@@ -866,3 +860,28 @@ def test_block_share_measures_what_the_generators_blocks_add(cli, tmp_path, laye
     else:
         assert without > 0.2
     assert {f"D stage {k}" for k in range(1, len(loaded.D.stage_blocks) + 1)} <= set(row)
+
+
+def _load_benchmark(name):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_ablation_row_is_divided_by_a_dcgan_trained_the_same_way():
+    """benchmarks/bench_coc_ablations.py: each variant's ``fid / DCGAN's`` baseline is a defined DCGAN
+    row with the same conditioning, moving average and learning-rate schedule (a cosine row against
+    DCGAN without it would credit CoC-GAN with the schedule)."""
+    bench = _load_benchmark("bench_coc_ablations")
+    for variant in bench.VARIANTS:
+        base = bench.baseline(variant)
+        assert base in bench.VARIANTS, (variant, base)
+        mine, theirs = bench.settings(variant), bench.settings(base)
+        assert (theirs["gen"], theirs["disc"]) == ("dcgan", "dcgan"), (variant, base)
+        for key in bench.BASELINE_KEYS:
+            assert bool(mine.get(key)) == bool(theirs.get(key)) and mine.get(key) == theirs.get(key), (variant, base, key)
