@@ -312,6 +312,17 @@ def baseline(variant: str) -> str:
     return f"{base}-cosine" if s.get("cosine") else base
 
 
+def ratio(fid: list[float], seeds: list[int], ref: dict[int, float]) -> tuple[str, bool]:
+    """A row's ``fid / DCGAN's``: its mean FID over the baseline's mean FID on the same seeds, so a
+    seed that is hard for both models does not move the ratio; over all the baseline's seeds, marked
+    with a dagger (and True), when the baseline lacks one of the row's seeds; "-" without a baseline."""
+    if not ref:
+        return "-", False
+    same = all(s in ref for s in seeds)
+    theirs = [ref[s] for s in seeds] if same else list(ref.values())
+    return f"{(sum(fid) / len(fid)) / (sum(theirs) / len(theirs)):.2f}{'' if same else '†'}", not same
+
+
 def report(args: argparse.Namespace) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"*__b{args.batch_size}__{args.steps}__*.json"))]
     if not rows:
@@ -319,8 +330,9 @@ def report(args: argparse.Namespace) -> None:
     order = list(VARIANTS)
     rows.sort(key=lambda r: (list(LOSSES).index(r["loss"]), order.index(r["variant"]), r["seed"]))
 
-    base = {(b, loss): [r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss]
+    base = {(b, loss): {r["seed"]: r["fid_lenet"] for r in rows if r["variant"] == b and r["loss"] == loss}
             for b in {baseline(v) for v in VARIANTS} for loss in LOSSES}
+    unmatched = False
     table, pictures = [], []
     for loss in LOSSES:
         for variant in order:
@@ -328,8 +340,8 @@ def report(args: argparse.Namespace) -> None:
             if not rs:
                 continue
             fid = [r["fid_lenet"] for r in rs]
-            ref = base[baseline(variant), loss]
-            rel = f"{(sum(fid) / len(fid)) / (sum(ref) / len(ref)):.2f}" if ref else "-"
+            rel, unmatched_row = ratio(fid, [r["seed"] for r in rs], base[baseline(variant), loss])
+            unmatched |= unmatched_row
             table.append([variant, loss, ",".join(str(r["seed"]) for r in rs),
                           *[mean_std([r[m] for r in rs if m in r]) for m in METRICS], rel,
                           f"{sum(r['img_per_s'] for r in rs) / len(rs):.0f}"])
@@ -351,12 +363,14 @@ def report(args: argparse.Namespace) -> None:
         "bound; `coc`'s weight matrices, see `default-clip-all`) and RMSprop. Metrics: "
         "`evaluate_generator` on "
         f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
-        "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID of `dcgan` (of `dcgan-labels` for "
+        "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID, on the same seeds, of `dcgan` (of `dcgan-labels` for "
         "conditional rows, of `dcgan-ema` for `-ema` rows, of `dcgan-cosine` or `dcgan-labels-cosine` for `-cosine` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
         "(compare within this table only"
         + ("; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower than their models' speed"
            if any(r["variant"] in DIAGNOSTIC for r in rows) else "") + ").\n\n"
-        f"{legend}\n\n{md}\n\n{within(rows)}Sample grids (first seed), in table order: {' '.join(pictures)}\n\n"
+        f"{legend}\n\n{md}\n\n{within(rows)}"
+        + ("†: DCGAN lacks one of the row's seeds, so its mean over all its seeds.\n\n" if unmatched else "")
+        + f"Sample grids (first seed), in table order: {' '.join(pictures)}\n\n"
         f"Runs (each kept in `benchmarks/results/coc-ablations/`, trained again only when missing): "
         + "; ".join(f"`{c}`" for c in reproduce(rows, args)) + f"\n\nTable: `{command_line()}`"), path=COC_MD)
 

@@ -885,3 +885,14 @@ def test_every_ablation_row_is_divided_by_a_dcgan_trained_the_same_way():
         assert (theirs["gen"], theirs["disc"]) == ("dcgan", "dcgan"), (variant, base)
         for key in bench.BASELINE_KEYS:
             assert bool(mine.get(key)) == bool(theirs.get(key)) and mine.get(key) == theirs.get(key), (variant, base, key)
+
+
+def test_ablation_ratio_divides_by_dcgan_on_the_same_seeds():
+    """``fid / DCGAN's`` compares like with like: DCGAN's mean on the row's own seeds; all of DCGAN's
+    seeds, marked with a dagger, only when DCGAN lacks one of them; "-" with no DCGAN row."""
+    ratio = _load_benchmark("bench_coc_ablations").ratio
+    dcgan = {0: 80.0, 1: 100.0, 2: 300.0}
+    assert ratio([90.0, 110.0], [0, 1], dcgan) == ("1.11", False)  # (90 + 110) / (80 + 100)
+    assert ratio([120.0], [2], dcgan) == ("0.40", False)
+    assert ratio([240.0], [5], dcgan) == ("1.50†", True)  # 240 / mean(80, 100, 300)
+    assert ratio([240.0], [0], {}) == ("-", False)
