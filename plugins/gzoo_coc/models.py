@@ -306,7 +306,8 @@ class CoCDiscriminator(Discriminator):
     #: Conditional runs get GAN-CLS's mismatch term too (the paper follows GAN-INT-CLS): with the
     #: label on D's first stage it took label agreement from 0.51 to 0.81 at 1,000 steps (seeds 0, 1;
     #: a third seed reached 0.61, so 0.75 over three); at half weight the same three seeds gave 0.82,
-    #: 0.80 and 0.72 (0.78) and fid_lenet 68.4 against 76.8 (docs/coc.md, "Which network ignores the label?")
+    #: 0.80 and 0.72 (0.78) and fid_lenet 68.4 against 76.8, and a fourth seed 0.76 (0.77 over four; docs/coc.md,
+    #: "Which network ignores the label?")
     default_reg = ("sn", "r1", "mismatch")
     default_reg_opt = {"r1": {"weight": 1.0}, "mismatch": {"weight": 0.5}}
 
