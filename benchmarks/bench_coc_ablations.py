@@ -179,13 +179,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                              "of the learning rate over the run (`--cosine`, §4.2)",
                                              {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}},
                                               "cosine": True}),
-    "default-sn-r1-cosine": ("`default-sn-r1` with the paper's cosine decay of the learning rate (`--cosine`)",
-                             {**SN_R1, "cosine": True}),
-    "dcgan-labels-cosine": ("conditional DCGAN with the cosine decay (`--cond labels --cosine`), the baseline of the "
-                            "conditional `-cosine` rows", {"gen": "dcgan", "disc": "dcgan", "cond": "labels", "cosine": True}),
-    "default-sn-r1-labels-stage1-mismatch-0.5-cosine": (
-        "`default-sn-r1-labels-stage1-mismatch-0.5` with the paper's cosine decay of the learning rate (`--cosine`)",
-        {**STAGE1_MISMATCH_05, "cosine": True}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
                      {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }
@@ -364,7 +357,7 @@ def report(args: argparse.Namespace) -> None:
         "`evaluate_generator` on "
         f"{rows[0].get('n_eval', args.n_eval)} samples (LeNet features; FID lower is better, the others higher), "
         "mean ± std over the seeds listed; `fid / DCGAN's` is the mean FID over the mean FID, on the same seeds, of `dcgan` (of `dcgan-labels` for "
-        "conditional rows, of `dcgan-ema` for `-ema` rows, of `dcgan-cosine` or `dcgan-labels-cosine` for `-cosine` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
+        "conditional rows, of `dcgan-ema` for `-ema` rows, of `dcgan-cosine` for `-cosine` rows) with the same loss (the target is at most 1.25). img/s: training throughput of one run on one CPU thread, two runs sharing the 2-core machine "
         "(compare within this table only"
         + ("; the two diagnostic rows ran beside two other benchmarks, so their img/s are lower than their models' speed"
            if any(r["variant"] in DIAGNOSTIC for r in rows) else "") + ").\n\n"
