@@ -70,6 +70,9 @@ STAGE1_MISMATCH_05 = {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"], "mismat
 G_LS1_TORCH = {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}
 #: the same with layer scale 0.1: G's blocks start as tenth-size branches (the `-g-ls0.1-torch` rows)
 G_LS01_TORCH = {**G_LS1_TORCH, "layer_scale": 0.1}
+#: the defaults with `coc`'s clip bound, 0.05 (the `default-clip-0.05...` rows), and with G's blocks as full branches too
+CLIP_05 = {**DEFAULTS, "reg_opt": {"clip": {"clip": 0.05}}}
+CLIP_05_G_LS1 = {**CLIP_05, "gen_opt": G_LS1_TORCH}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcgan": ("DCGAN (`dcgan + dcgan`, default options), the baseline of the targets", {"gen": "dcgan", "disc": "dcgan"}),
     "table1": ("Table 1 as we read it (cell increaser and reducer, PyTorch init, layer scale 1e-5)", {}),
@@ -96,21 +99,21 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-clip-0.05": ("wgan only: the defaults with the clip bound at 0.05 instead of the WGAN paper's 0.01 "
                           "(`--reg-opt clip.clip=0.05`; `coc`'s weight matrices, as `default`; `coc`'s `clip_bound`): "
                           "gzoo's default WGAN version until `default-clip-0.05-g-ls1-torch`",
-                          {**DEFAULTS, "reg_opt": {"clip": {"clip": 0.05}}}),
+                          CLIP_05),
     "default-clip-0.05-r1": ("wgan only: `default-clip-0.05` with R1 of weight 1 beside the clipping "
                              "(`--reg clip --reg r1 --reg-opt r1.weight=1`)",
-                             {**DEFAULTS, "reg": ["r1"], "reg_opt": {"clip": {"clip": 0.05}, **SN_R1["reg_opt"]}}),
+                             {**CLIP_05, "reg": ["r1"], "reg_opt": {**CLIP_05["reg_opt"], **SN_R1["reg_opt"]}}),
     "default-clip-0.05-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05` with G's blocks starting as "
                                       "full residual branches, layer scale 1 and PyTorch's MLP init in G (`--gen-opt "
                                       "layer_scale=1 --gen-opt init=torch`, `cocgan`'s `wasserstein_opt`; D unchanged)",
-                                      {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}}}),
+                                      CLIP_05_G_LS1),
     "default-clip-0.05-g-ls0.1-torch": ("wgan only: `default-clip-0.05-g-ls1-torch` with layer scale 0.1 in G instead of 1 "
                                         "(`--gen-opt layer_scale=0.1 --gen-opt init=torch`)",
-                                        {**DEFAULTS, "gen_opt": G_LS01_TORCH, "reg_opt": {"clip": {"clip": 0.05}}}),
+                                        {**CLIP_05, "gen_opt": G_LS01_TORCH}),
     "default-clip-0.05-r1-g-ls1-torch": ("wgan only: `default-clip-0.05-g-ls1-torch` with R1 of weight 1 beside the clipping "
                                          "(`--reg clip --reg r1 --reg-opt r1.weight=1`, as `default-clip-0.05-r1`)",
-                                         {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg": ["r1"],
-                                          "reg_opt": {"clip": {"clip": 0.05}, **SN_R1["reg_opt"]}}),
+                                         {**CLIP_05_G_LS1, "reg": ["r1"],
+                                          "reg_opt": {**CLIP_05["reg_opt"], **SN_R1["reg_opt"]}}),
     "default-leaky": ("the defaults with LeakyReLU (slope 0.2) in D's block MLPs instead of GELU "
                       "(`--disc-opt act=leaky_relu`)",
                       {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "act": "leaky_relu"}}),
@@ -177,8 +180,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                      "of the `-cosine` rows", {"gen": "dcgan", "disc": "dcgan", "cosine": True}),
     "default-clip-0.05-g-ls1-torch-cosine": ("wgan only: `default-clip-0.05-g-ls1-torch` with the paper's cosine decay "
                                              "of the learning rate over the run (`--cosine`, §4.2)",
-                                             {**DEFAULTS, "gen_opt": G_LS1_TORCH, "reg_opt": {"clip": {"clip": 0.05}},
-                                              "cosine": True}),
+                                             {**CLIP_05_G_LS1, "cosine": True}),
     "default-even": ("the defaults with D's reducers between stages reading evenly (`reducer=cell,even,even,even`)",
                      {**DEFAULTS, "disc_opt": {**DEFAULTS["disc_opt"], "reducer": "cell,even,even,even"}}),
 }

@@ -281,7 +281,7 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
 def wasserstein_gen_opt(config: RunConfig, registry: Any) -> tuple[RunConfig, list[str]]:
     """The generator's :attr:`~gzoo.interfaces.Generator.wasserstein_opt` that the run's
     ``gen_opt`` leaves unset, added to it; returns the config and a note (none when nothing is added)."""
-    wanted = getattr(registry.get("generator", config.gen).factory, "wasserstein_opt", {}) or {}
+    wanted = registry.get("generator", config.gen).wasserstein_opt
     added = {k: v for k, v in wanted.items() if k not in config.gen_opt}
     if not added:
         return config, []
