@@ -231,6 +231,37 @@ def test_overlap_point_reducer_matches_direct_computation(h, w, r):
     torch.testing.assert_close(out, conv.flatten(2).transpose(1, 2), atol=1e-12, rtol=1e-10)
 
 
+def strided_view_neighbourhoods(p, h, w, k, stride, pad):
+    """The windows as one overlapping ``as_strided`` view of the padded lattice: an independent
+    form whose gradients are PyTorch's own."""
+    b, _, d = p.shape
+    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))
+    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    sb, sh, sw, sd = x.stride()
+    return x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd)).reshape(b, lh * lw, k * k * d)
+
+
+@pytest.mark.parametrize("h,w,k,stride,pad", [(4, 4, 3, 2, 1), (6, 4, 3, 1, 1), (5, 7, 3, 2, 1), (1, 1, 3, 1, 1),
+                                              (6, 6, 5, 3, 2), (8, 4, 4, 2, 1), (6, 6, 9, 3, 3)])
+def test_neighbourhoods_gradients_are_exact_to_second_order(h, w, k, stride, pad):
+    """The gather and its hand-written adjoint: values and first and second derivatives equal
+    PyTorch's autograd through a strided view, and pass gradcheck/gradgradcheck (R1 needs both)."""
+    from gzoo_coc.points import neighbourhoods
+
+    torch.manual_seed(7)
+    p = torch.randn(2, h * w, 3, dtype=torch.float64, requires_grad=True)
+    out, ref = neighbourhoods(p, h, w, k, stride, pad), strided_view_neighbourhoods(p, h, w, k, stride, pad)
+    assert torch.equal(out, ref)
+    v = torch.randn_like(out, requires_grad=True)
+    (g,) = torch.autograd.grad((out * v).sum(), p, create_graph=True)
+    (g_ref,) = torch.autograd.grad((ref * v).sum(), p, create_graph=True)
+    torch.testing.assert_close(g, g_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(g.square().sum(), v)[0],
+                               torch.autograd.grad(g_ref.square().sum(), v)[0], atol=1e-12, rtol=1e-12)
+    fn = lambda t: neighbourhoods(t, h, w, k, stride, pad)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (p,)) and torch.autograd.gradgradcheck(fn, (p,))
+
+
 def direct_even_reducer(red: PointReducer, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Anchor by anchor: the k x k window centred on the anchor's r x r cell (rows and columns
     r*a - (k-r)/2 .. r*a - (k-r)/2 + k - 1), row-major, zeros outside the lattice, concatenated,
@@ -754,6 +785,7 @@ def test_spectral_norm_weights_are_computed_once_per_forward(monkeypatch, impl):
     from gzoo_coc import cluster
 
     monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 64)  # many chunks
+    monkeypatch.setattr(cluster, "CHUNK_MAX_THREADS", torch.get_num_threads())  # on any thread count
     torch.manual_seed(0)
     blk = ClusterBlock(8, heads=2, head_dim=4, regions=2, centers=2, mlp_r=2, layer_scale=1.0, impl=impl)
     blk = apply_spectral_norm(blk.double())
@@ -768,6 +800,29 @@ def test_spectral_norm_weights_are_computed_once_per_forward(monkeypatch, impl):
     assert len(us) == 5  # f, v, proj, and the MLP's two layers
     for u, u_ref in us:
         torch.testing.assert_close(u, u_ref)
+
+
+def test_rowwise_chunks_only_up_to_chunk_max_threads(monkeypatch):
+    """Chunks on few threads (cache locality), the whole array on more (each chunk's ops would
+    wake the other threads once more); the result is the same either way."""
+    from gzoo_coc import cluster
+
+    x = torch.randn(10, 3, 4, dtype=torch.float64)
+    calls = []
+
+    def fn(rows):
+        calls.append(rows.shape[0])
+        return rows * 2
+
+    monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 8)  # 8 // width 2 = 4 rows a chunk
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cluster, "CHUNK_MAX_THREADS", threads)
+    torch.testing.assert_close(cluster.rowwise(fn, x, 2), x * 2)
+    assert calls == [4] * 7 + [2]  # 30 rows
+    calls.clear()
+    monkeypatch.setattr(cluster, "CHUNK_MAX_THREADS", threads - 1)
+    torch.testing.assert_close(cluster.rowwise(fn, x, 2), x * 2)
+    assert calls == [30]
 
 
 def test_cluster_block_chunks_are_exact(monkeypatch):
@@ -789,6 +844,7 @@ def test_cluster_block_chunks_are_exact(monkeypatch):
 
     whole = run()
     monkeypatch.setattr(cluster, "CHUNK_ELEMENTS", 40)
+    monkeypatch.setattr(cluster, "CHUNK_MAX_THREADS", torch.get_num_threads())
     for a, b in zip(run(), whole, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

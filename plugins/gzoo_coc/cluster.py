@@ -68,20 +68,25 @@ INITS = ("torch", "official")
 
 #: Point-wise work on wide intermediates (the blocks' MLP hidden layer, ``f(P)`` for the
 #: similarity norms) runs in chunks of points whose wide tensors hold about this many elements
-#: (1 MiB in float32): each chunk's intermediates are still in cache for the next op, and for
-#: the backward, instead of ``(points, width)`` tensors streaming through memory between ops
-#: (~1.07x on a CoC-GAN training step on CPU). Each row sees the same ops, so the values are
-#: unchanged up to the matrix products' blocking; autograd (double backward included) is plain.
+#: (1 MiB in float32) when torch runs on at most ``CHUNK_MAX_THREADS`` threads: each chunk's
+#: intermediates are still in cache for the next op, and for the backward, instead of
+#: ``(points, width)`` tensors streaming through memory between ops. On one CPU thread that made a
+#: CoC-GAN training step 1.15x faster; on two it made it 1.4x *slower*, because every op of every
+#: chunk is split between the threads, and each split wakes a sleeping OpenMP thread (gzoo's
+#: ``OMP_WAIT_POLICY=PASSIVE``), so with more threads the work runs whole (docs/coc.md, "Speed").
+#: Each row sees the same ops, so the values are unchanged up to the matrix products' blocking;
+#: autograd (double backward included) is plain.
 CHUNK_ELEMENTS = 1 << 18
+CHUNK_MAX_THREADS = 1
 
 
 def rowwise(fn: Callable[[Tensor], Tensor], x: Tensor, width: int) -> Tensor:
-    """``fn`` applied to the rows of ``x (..., C)`` in chunks of ``CHUNK_ELEMENTS // width`` rows,
-    concatenated: ``fn`` must act on each row alone, ``(rows, C) -> (rows, C')``; ``width`` is
-    the width of its widest intermediate."""
+    """``fn`` applied to the rows of ``x (..., C)``: ``fn`` must act on each row alone,
+    ``(rows, C) -> (rows, C')``; ``width`` is the width of its widest intermediate. On up to
+    ``CHUNK_MAX_THREADS`` threads the rows go in chunks of ``CHUNK_ELEMENTS // width``, concatenated."""
     rows = max(1, CHUNK_ELEMENTS // width)
     flat = x.reshape(-1, x.shape[-1])
-    if flat.shape[0] <= rows:
+    if flat.shape[0] <= rows or torch.get_num_threads() > CHUNK_MAX_THREADS:
         out = fn(flat)
     else:
         out = torch.cat([fn(c) for c in flat.split(rows)])
