@@ -26,6 +26,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -40,16 +41,39 @@ from _report import command_line, markdown_table, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
+from gzoo_coc import cluster, points  # noqa: E402
 from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
 
 #: label -> (G, D, settings); settings named here are taken literally (``reg: []``: no regularizer).
 #: CoC-GAN's rows name their regularizers: gzoo's default for ``coc`` (spectral norm and a lazy R1
 #: penalty every 16 D steps) would put R1's extra backward into some rounds and not others.
+#: the default CoC-GAN row again, computed as before issue 11's speed work (see :func:`before`)
+BEFORE = "CoC-GAN, spectral norm, computed as before (chunks on 2 threads, autograd's strided-view backward)"
+DEFAULT = "CoC-GAN (cocgan + coc), spectral norm (`--reg sn`)"
 MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}),
-          "CoC-GAN (cocgan + coc), spectral norm (`--reg sn`)": ("cocgan", "coc", {"reg": ["sn"]}),
+          DEFAULT: ("cocgan", "coc", {"reg": ["sn"]}),
           "CoC-GAN, no regularizer (`--reg none`)": ("cocgan", "coc", {"reg": []}),
-          "CoC-GAN, Table 1's models, no regularizer": ("cocgan", "coc", {**TABLE1_OPTIONS, "reg": []})}
+          "CoC-GAN, Table 1's models, no regularizer": ("cocgan", "coc", {**TABLE1_OPTIONS, "reg": []}),
+          BEFORE: ("cocgan", "coc", {"reg": ["sn"]})}
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
+
+
+@contextlib.contextmanager
+def before():
+    """The same model, weights and outputs, computed as before the speed work: point-wise work in
+    chunks of points whatever the thread count (``cluster.CHUNK_MAX_THREADS``), and the overlapping
+    neighbourhoods differentiated by autograd through the strided view
+    (``points.strided_view_neighbourhoods``) instead of their hand-written adjoint."""
+    saved = cluster.CHUNK_MAX_THREADS, points.neighbourhoods
+    cluster.CHUNK_MAX_THREADS, points.neighbourhoods = 1 << 30, points.strided_view_neighbourhoods
+    try:
+        yield
+    finally:
+        cluster.CHUNK_MAX_THREADS, points.neighbourhoods = saved
+
+
+def computed_as(label: str) -> contextlib.AbstractContextManager:
+    return before() if label == BEFORE else contextlib.nullcontext()
 
 
 def count_flops(trainer: Trainer) -> tuple[float, str]:
@@ -100,9 +124,11 @@ def main() -> None:
                                device="cpu", progress=False, sample_every=0, out=str(Path(work) / f"{gen}{i}"),
                                **opts)
             trainers[label] = Trainer(config, run_dir=Path(work) / f"{gen}{i}", explicit=set(opts))
-        for trainer in trainers.values():
-            time_round(trainer, args.warmup)
-        flops = {label: count_flops(trainer) for label, trainer in trainers.items()}
+        flops = {}
+        for label, trainer in trainers.items():
+            with computed_as(label):
+                time_round(trainer, args.warmup)
+                flops[label] = count_flops(trainer)
 
         n = args.mm_size
         gen = torch.Generator().manual_seed(0)
@@ -113,7 +139,8 @@ def main() -> None:
         for r in range(args.rounds):
             mm_times += time_mm(a, b, args.mm_reps)
             for label, trainer in trainers.items():
-                rounds[label].append(time_round(trainer, args.steps))
+                with computed_as(label):
+                    rounds[label].append(time_round(trainer, args.steps))
             print(f"[{time.perf_counter() - t_start:5.0f}s] round {r + 1}/{args.rounds}: "
                   + "; ".join(f"{k[:24]} {v[-1] / args.steps:.3f} s/step" for k, v in rounds.items()), flush=True)
 
@@ -129,7 +156,11 @@ def main() -> None:
                  f"{statistics.median(mm_times) * 1e3:.0f}", f"{peak:.1f}", "100%", "mm"])
     table = markdown_table(["model", "GFLOP/step", "images/s", "ms/step", "GFLOP/s", "of mm peak",
                             "GFLOP by op"], rows)
+    speedup = statistics.median(rounds[BEFORE]) / statistics.median(rounds[DEFAULT])
+    summary = (f"The default CoC-GAN step against the same step computed as before the speed work: {speedup:.2f}x "
+               f"(target 2x; the same FLOPs: {flops[DEFAULT][0]:.3g} and {flops[BEFORE][0]:.3g} GFLOP).")
     print(table)
+    print(summary)
     omp = os.environ.get("OMP_WAIT_POLICY")
     print(f"threads = {torch.get_num_threads()}, OMP_WAIT_POLICY = {omp}, "
           f"total {time.perf_counter() - t_start:.0f}s")
@@ -146,8 +177,10 @@ def main() -> None:
             f"steps / time of a round of {args.steps} steps, median of {args.rounds} rounds after {args.warmup} "
             f"warm-up steps; the rounds interleave both models and the peak ({args.mm_reps} float32 `torch.mm` "
             f"{n}x{n} per round, median), all in one process on a CPU with {torch.get_num_threads()} threads "
-            f"(`OMP_WAIT_POLICY={omp}`). GFLOP/s = GFLOP/step x steps/s.\n\n"
-            f"{table}\n\nCommand: `{command_line()}`",
+            f"(`OMP_WAIT_POLICY={omp}`). GFLOP/s = GFLOP/step x steps/s. The last CoC-GAN row is the default row's "
+            "model computed as before the speed work of issue 11 (point-wise work in chunks of points on any thread "
+            "count; autograd's backward through the overlapping neighbourhoods' strided view), trained in the same "
+            f"rounds.\n\n{table}\n\n{summary}\n\nCommand: `{command_line()}`",
         )
 
 

@@ -29,6 +29,7 @@ from _report import command_line, markdown_table, write_section  # noqa: E402
 JOBS = {
     "mlp-ring": ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--steps", "1000"],
     "dcgan-digits": ["--gen", "dcgan", "--disc", "dcgan", "--data", "digits", "--steps", "60"],
+    "cocgan-digits": ["--gen", "cocgan", "--disc", "coc", "--data", "digits", "--steps", "8"],
 }
 MODES = {
     "busy-wait (OpenMP default; gzoo before)": ("import torch; from gzoo.cli import main; main()", []),

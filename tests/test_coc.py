@@ -231,22 +231,12 @@ def test_overlap_point_reducer_matches_direct_computation(h, w, r):
     torch.testing.assert_close(out, conv.flatten(2).transpose(1, 2), atol=1e-12, rtol=1e-10)
 
 
-def strided_view_neighbourhoods(p, h, w, k, stride, pad):
-    """The windows as one overlapping ``as_strided`` view of the padded lattice: an independent
-    form whose gradients are PyTorch's own."""
-    b, _, d = p.shape
-    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))
-    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
-    sb, sh, sw, sd = x.stride()
-    return x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd)).reshape(b, lh * lw, k * k * d)
-
-
 @pytest.mark.parametrize("h,w,k,stride,pad", [(4, 4, 3, 2, 1), (6, 4, 3, 1, 1), (5, 7, 3, 2, 1), (1, 1, 3, 1, 1),
                                               (6, 6, 5, 3, 2), (8, 4, 4, 2, 1), (6, 6, 9, 3, 3)])
 def test_neighbourhoods_gradients_are_exact_to_second_order(h, w, k, stride, pad):
     """The gather and its hand-written adjoint: values and first and second derivatives equal
     PyTorch's autograd through a strided view, and pass gradcheck/gradgradcheck (R1 needs both)."""
-    from gzoo_coc.points import neighbourhoods
+    from gzoo_coc.points import neighbourhoods, strided_view_neighbourhoods
 
     torch.manual_seed(7)
     p = torch.randn(2, h * w, 3, dtype=torch.float64, requires_grad=True)

@@ -137,6 +137,19 @@ def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int, pad: int | No
     return _Gather.apply(p, h, w, k, stride, k // 2 if pad is None else pad)
 
 
+def strided_view_neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int, pad: int | None = None) -> Tensor:
+    """:func:`neighbourhoods` as autograd sees a plain overlapping ``as_strided`` view (the same
+    values; PyTorch's generic backward): the reference for tests and for the "before" row of
+    ``benchmarks/bench_coc_speed.py``."""
+    b, _, d = p.shape
+    pad = k // 2 if pad is None else pad
+    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))
+    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    sb, sh, sw, sd = x.stride()
+    x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))
+    return x.reshape(b, lh * lw, k * k * d)
+
+
 class PointReducer(nn.Module):
     """Downsample a lattice of points by ``r`` (CoC's Point Reducer).
 
