@@ -10,6 +10,8 @@ one D update and one G update, forward and backward.
   backward), not elementwise work, normalisation, reductions or the optimizer.
 * images/s: batch x steps / wall time of a round of ``--steps`` steps; median over ``--rounds``
   rounds. Rounds interleave the models and the peak measurement, so all see the same load.
+* before: the default CoC-GAN trained again in the same rounds, computed as before issue 11's speed
+  work (:func:`computed_as`): the ratio of the two steps is the speed-up at the same FLOPs and outputs.
 * peak: a ``--mm-size`` square float32 ``torch.mm`` (2 n^3 FLOP), ``--mm-reps`` per round,
   median of all; same thread count. GFLOP/s = GFLOP/step x steps/s; "of peak" is its share.
 
@@ -44,12 +46,12 @@ from gzoo.trainer import Trainer  # noqa: E402
 from gzoo_coc import cluster, points  # noqa: E402
 from gzoo_coc.models import TABLE1_OPTIONS  # noqa: E402
 
+DEFAULT = "CoC-GAN (cocgan + coc), spectral norm (`--reg sn`)"
+#: the default CoC-GAN row again, computed as before issue 11's speed work (see :func:`computed_as`)
+BEFORE = "CoC-GAN, spectral norm, computed as before (chunks on 2 threads, autograd's strided-view backward)"
 #: label -> (G, D, settings); settings named here are taken literally (``reg: []``: no regularizer).
 #: CoC-GAN's rows name their regularizers: gzoo's default for ``coc`` (spectral norm and a lazy R1
 #: penalty every 16 D steps) would put R1's extra backward into some rounds and not others.
-#: the default CoC-GAN row again, computed as before issue 11's speed work (see :func:`before`)
-BEFORE = "CoC-GAN, spectral norm, computed as before (chunks on 2 threads, autograd's strided-view backward)"
-DEFAULT = "CoC-GAN (cocgan + coc), spectral norm (`--reg sn`)"
 MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}),
           DEFAULT: ("cocgan", "coc", {"reg": ["sn"]}),
           "CoC-GAN, no regularizer (`--reg none`)": ("cocgan", "coc", {"reg": []}),
@@ -59,13 +61,15 @@ OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addm
 
 
 @contextlib.contextmanager
-def before():
-    """The same model, weights and outputs, computed as before the speed work: point-wise work in
-    chunks of points whatever the thread count (``cluster.CHUNK_MAX_THREADS``), and the overlapping
-    neighbourhoods differentiated by autograd through the strided view
+def computed(chunk_max_threads: int, strided_view: bool):
+    """The same model, weights and outputs, computed another way: the point-wise work in chunks of
+    points on up to ``chunk_max_threads`` threads (``cluster.CHUNK_MAX_THREADS``), and (``strided_view``)
+    the overlapping neighbourhoods differentiated by autograd through their strided view
     (``points.strided_view_neighbourhoods``) instead of their hand-written adjoint."""
     saved = cluster.CHUNK_MAX_THREADS, points.neighbourhoods
-    cluster.CHUNK_MAX_THREADS, points.neighbourhoods = 1 << 30, points.strided_view_neighbourhoods
+    cluster.CHUNK_MAX_THREADS = chunk_max_threads
+    if strided_view:
+        points.neighbourhoods = points.strided_view_neighbourhoods
     try:
         yield
     finally:
@@ -73,7 +77,9 @@ def before():
 
 
 def computed_as(label: str) -> contextlib.AbstractContextManager:
-    return before() if label == BEFORE else contextlib.nullcontext()
+    """How a row's step is computed: as before the speed work (chunks on every thread count, the
+    strided-view backward) for ``BEFORE``, as shipped for the others."""
+    return computed(1 << 30, True) if label == BEFORE else contextlib.nullcontext()
 
 
 def count_flops(trainer: Trainer) -> tuple[float, str]:

@@ -28,7 +28,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -38,28 +37,16 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command_line, markdown_table, write_section  # noqa: E402
-from bench_coc_speed import time_round  # noqa: E402
+from bench_coc_speed import computed, time_round  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
-from gzoo_coc import cluster, points  # noqa: E402
+from gzoo_coc import cluster  # noqa: E402
 
 #: label -> (``cluster.CHUNK_MAX_THREADS``, autograd's strided-view backward)
 CONFIGS = {"default": (cluster.CHUNK_MAX_THREADS, False), "chunks on every thread count": (1 << 30, False),
            "chunks on no thread count": (0, False), "autograd's strided-view backward": (cluster.CHUNK_MAX_THREADS, True),
            "before (chunks on every thread count, strided-view backward)": (1 << 30, True)}
-
-
-@contextlib.contextmanager
-def computed(chunk_max_threads: int, strided_view: bool):
-    saved = cluster.CHUNK_MAX_THREADS, points.neighbourhoods
-    cluster.CHUNK_MAX_THREADS = chunk_max_threads
-    if strided_view:
-        points.neighbourhoods = points.strided_view_neighbourhoods
-    try:
-        yield
-    finally:
-        cluster.CHUNK_MAX_THREADS, points.neighbourhoods = saved
 
 
 def main() -> None:

@@ -70,10 +70,11 @@ INITS = ("torch", "official")
 #: similarity norms) runs in chunks of points whose wide tensors hold about this many elements
 #: (1 MiB in float32) when torch runs on at most ``CHUNK_MAX_THREADS`` threads: each chunk's
 #: intermediates are still in cache for the next op, and for the backward, instead of
-#: ``(points, width)`` tensors streaming through memory between ops. On one CPU thread that made a
-#: CoC-GAN training step 1.15x faster; on two it made it 1.4x *slower*, because every op of every
-#: chunk is split between the threads, and each split wakes a sleeping OpenMP thread (gzoo's
-#: ``OMP_WAIT_POLICY=PASSIVE``), so with more threads the work runs whole (docs/coc.md, "Speed").
+#: ``(points, width)`` tensors streaming through memory between ops. On two CPU threads they made a
+#: CoC-GAN training step 1.32x *slower*: every op of every chunk is split between the threads, and
+#: each split wakes a sleeping OpenMP thread (gzoo's ``OMP_WAIT_POLICY=PASSIVE``), so on more than
+#: one thread the work runs whole. On one they made no difference beyond the noise and stay as they
+#: were (``benchmarks/coc_step_ablation.py``; docs/coc.md, "Speed of a training step").
 #: Each row sees the same ops, so the values are unchanged up to the matrix products' blocking;
 #: autograd (double backward included) is plain.
 CHUNK_ELEMENTS = 1 << 18

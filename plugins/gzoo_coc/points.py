@@ -90,13 +90,8 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p: Tensor, h: int, w: int, k: int, stride: int, pad: int) -> Tensor:
-        b, _, d = p.shape
         ctx.geometry = (h, w, k, stride, pad)
-        x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))  # (B, h+2pad, w+2pad, D): zeros outside
-        lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1  # anchors a side
-        sb, sh, sw, sd = x.stride()  # the windows as one overlapping view of the padded lattice, then one copy
-        x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))  # (B, Lh, Lw, dy, dx, D)
-        return x.reshape(b, lh * lw, k * k * d)
+        return strided_view_neighbourhoods(p, h, w, k, stride, pad)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -138,16 +133,17 @@ def neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int, pad: int | No
 
 
 def strided_view_neighbourhoods(p: Tensor, h: int, w: int, k: int, stride: int, pad: int | None = None) -> Tensor:
-    """:func:`neighbourhoods` as autograd sees a plain overlapping ``as_strided`` view (the same
-    values; PyTorch's generic backward): the reference for tests and for the "before" row of
-    ``benchmarks/bench_coc_speed.py``."""
+    """:func:`neighbourhoods`' values as one overlapping ``as_strided`` view of the padded lattice,
+    then one copy; differentiated by autograd's generic backward of the view. :func:`neighbourhoods`
+    computes it without gradients and supplies the adjoint; used with autograd, it is the reference
+    for tests and the "before" rows of ``benchmarks/bench_coc_speed.py`` and ``coc_step_ablation.py``."""
     b, _, d = p.shape
     pad = k // 2 if pad is None else pad
-    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))
-    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
-    sb, sh, sw, sd = x.stride()
-    x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))
-    return x.reshape(b, lh * lw, k * k * d)
+    x = F.pad(p.reshape(b, h, w, d), (0, 0, pad, pad, pad, pad))  # (B, h+2pad, w+2pad, D): zeros outside
+    lh, lw = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1  # anchors a side
+    sb, sh, sw, sd = x.stride()  # the windows as one overlapping view of the padded lattice, then one copy
+    x = x.as_strided((b, lh, lw, k, k, d), (sb, sh * stride, sw * stride, sh, sw, sd))  # (B, Lh, Lw, dy, dx, D)
+    return x.reshape(b, lh * lw, k * k * d)  # (B, L, k*k*D)
 
 
 class PointReducer(nn.Module):
