@@ -87,7 +87,7 @@ def main() -> None:
             "coc-step-ablation",
             "## CoC-GAN step: the two speed changes one at a time\n\n"
             "The default CoC-GAN (`cocgan + coc`, spectral norm, digits 1x28x28, batch 64, non-saturating loss, Adam), "
-            "one trainer per row, the same model and outputs computed four ways, rounds interleaved in one process "
+            f"one trainer per row, the same model and outputs computed {len(CONFIGS)} ways, rounds interleaved in one process "
             f"(median of {args.rounds} rounds of {args.steps} steps; `OMP_WAIT_POLICY="
             f"{os.environ.get('OMP_WAIT_POLICY')}`). Chunks: the blocks' point-wise work in chunks of points "
             "(`cluster.rowwise`), which the default keeps on one thread only; strided-view backward: autograd's "
