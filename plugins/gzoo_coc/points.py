@@ -72,13 +72,6 @@ def even_window(r: int) -> int:
     return 2 * r if r % 2 == 0 else 3 * r
 
 
-def _window_slices(k: int, stride: int, lh: int, lw: int) -> list[tuple[int, slice, slice]]:
-    """For each neighbour ``(dy, dx)`` of a ``k x k`` window (row-major): its index and the rows
-    and columns of the padded lattice that the ``lh x lw`` anchors read there."""
-    return [(dy * k + dx, slice(dy, dy + stride * (lh - 1) + 1, stride), slice(dx, dx + stride * (lw - 1) + 1, stride))
-            for dy in range(k) for dx in range(k)]
-
-
 class _Gather(torch.autograd.Function):
     """``(B, h*w, D)`` -> ``(B, lh*lw, k*k*D)``: every anchor's window of the zero-padded lattice.
 
@@ -110,8 +103,9 @@ class _Scatter(torch.autograd.Function):
         d = g.shape[2] // (k * k)
         g = g.reshape(b, lh, lw, k * k, d)
         x = g.new_zeros(b, h + 2 * pad, w + 2 * pad, d)
-        for i, rows, cols in _window_slices(k, stride, lh, lw):
-            x[:, rows, cols] += g[:, :, :, i]
+        for dy in range(k):  # each window position's values onto the rows and columns its anchors read
+            for dx in range(k):
+                x[:, dy:dy + stride * (lh - 1) + 1:stride, dx:dx + stride * (lw - 1) + 1:stride] += g[:, :, :, dy * k + dx]
         return x[:, pad:pad + h, pad:pad + w].reshape(b, h * w, d)
 
     @staticmethod
