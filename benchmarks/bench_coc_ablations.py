@@ -70,7 +70,7 @@ STAGE1_MISMATCH_05 = {**STAGE1_MISMATCH, "reg_opt": {**SN_R1["reg_opt"], "mismat
 G_LS1_TORCH = {**DEFAULTS["gen_opt"], "layer_scale": 1.0, "init": "torch"}
 #: the same with layer scale 0.1: G's blocks start as tenth-size branches (the `-g-ls0.1-torch` rows)
 G_LS01_TORCH = {**G_LS1_TORCH, "layer_scale": 0.1}
-#: the defaults with `coc`'s clip bound, 0.05 (the `default-clip-0.05...` rows), and with G's blocks as full branches too
+#: the defaults with the clip bound 0.05 (`coc`'s `clip_bound` until 0.1; the `default-clip-0.05...` rows), and with G's blocks as full branches too
 CLIP_05 = {**DEFAULTS, "reg_opt": {"clip": {"clip": 0.05}}}
 CLIP_05_G_LS1 = {**CLIP_05, "gen_opt": G_LS1_TORCH}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -97,16 +97,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                          "(`--reg-opt params=all`, the WGAN paper's code; the default clips coc's weight matrices only)",
                          {**DEFAULTS, "reg_opt": {"clip": {"params": "all"}}}),
     "default-clip-0.05": ("wgan only: the defaults with the clip bound at 0.05 instead of the WGAN paper's 0.01 "
-                          "(`--reg-opt clip.clip=0.05`; `coc`'s weight matrices, as `default`; `coc`'s `clip_bound`): "
+                          "(`--reg-opt clip.clip=0.05`; `coc`'s weight matrices, as `default`; `coc`'s `clip_bound` until 0.1): "
                           "gzoo's default WGAN version until `default-clip-0.05-g-ls1-torch`",
                           CLIP_05),
     "default-clip-0.05-r1": ("wgan only: `default-clip-0.05` with R1 of weight 1 beside the clipping "
                              "(`--reg clip --reg r1 --reg-opt r1.weight=1`)",
                              {**CLIP_05, "reg": ["r1"], "reg_opt": {**CLIP_05["reg_opt"], **SN_R1["reg_opt"]}}),
-    "default-clip-0.05-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05` with G's blocks starting as "
+    "default-clip-0.05-g-ls1-torch": ("wgan only: gzoo's default WGAN version until `default-clip-0.1-g-ls1-torch`: `default-clip-0.05` with G's blocks starting as "
                                       "full residual branches, layer scale 1 and PyTorch's MLP init in G (`--gen-opt "
                                       "layer_scale=1 --gen-opt init=torch`, `cocgan`'s `wasserstein_opt`; D unchanged)",
                                       CLIP_05_G_LS1),
+    "default-clip-0.1-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05-g-ls1-torch` with the clip bound "
+                                     "at 0.1 (`--reg-opt clip.clip=0.1`; `coc`'s `clip_bound`)",
+                                     {**CLIP_05_G_LS1, "reg_opt": {"clip": {"clip": 0.1}}}),
+    "default-clip-0.05-g-ls1-torch-ema": ("wgan only: `default-clip-0.05-g-ls1-torch` with an exponential moving average of "
+                                          "G's weights, decay 0.995 (`--ema 0.995`; samples and metrics from the average)",
+                                          {**CLIP_05_G_LS1, "ema": EMA}),
     "default-clip-0.05-g-ls0.1-torch": ("wgan only: `default-clip-0.05-g-ls1-torch` with layer scale 0.1 in G instead of 1 "
                                         "(`--gen-opt layer_scale=0.1 --gen-opt init=torch`)",
                                         {**CLIP_05, "gen_opt": G_LS01_TORCH}),

@@ -305,7 +305,7 @@ def wgan_clip(disc: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def wgan_clip_text(clip: dict[str, Any]) -> str:
-    """``c=0.05, weight matrices only`` or ``c=0.01, every parameter``, for :func:`wgan_clip`'s result."""
+    """``c=0.1, weight matrices only`` or ``c=0.01, every parameter``, for :func:`wgan_clip`'s result."""
     return f"c={clip['clip']}, {'weight matrices only' if clip['params'] == 'weights' else 'every parameter'}"
 
 

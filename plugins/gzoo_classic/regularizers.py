@@ -47,7 +47,7 @@ class WeightClip(Regularizer):
     (:attr:`gzoo.interfaces.Discriminator.clip_params`): ``"all"`` unless the model says
     otherwise (``coc`` asks for ``"weights"``). The bound works the same way: ``clip=None`` (the
     default) takes the discriminator's :attr:`~gzoo.interfaces.Discriminator.clip_bound`, the
-    WGAN paper's 0.01 unless the model says otherwise (``coc`` asks for 0.05).
+    WGAN paper's 0.01 unless the model says otherwise (``coc`` asks for 0.1).
 
     Args:
         clip: bound c > 0: after every D step each clamped parameter is clamped to [-c, c];
