@@ -451,6 +451,15 @@ def test_headline_wgan_command_adds_clipping_and_rmsprop(cli, tmp_path):
     matrices = {k: v for k, v in state["D"].items() if v.is_floating_point() and v.dim() >= 2}
     assert matrices and all(v.abs().max() <= 0.1 + 1e-7 for v in matrices.values())
     assert any(v.abs().max() > 0.1 for v in state["D"].values() if v.is_floating_point() and v.dim() < 2)
+    # the init's 0.02 std stays under 0.1 in two steps, so show the clamp acting in a run with a bound it reaches
+    tight = tmp_path / "tight"
+    r = cli("run", "--gen", "cocgan", "--disc", "coc", "--loss", "wgan", "--steps", "2", "--batch-size", "4",
+            "--sample-every", "0", "--quiet", "--reg-opt", "clip.clip=0.02", "--out", tight)
+    assert r.exit_code == 0, r.output
+    clamped = [v for v in load_checkpoint(tight / "checkpoints" / "last.pt")["D"].values()
+               if v.is_floating_point() and v.dim() >= 2]
+    assert all(v.abs().max() <= 0.02 + 1e-7 for v in clamped)
+    assert any(v.abs().max() > 0.02 - 1e-7 for v in clamped)  # the init's 0.02 std reaches the bound
 
 
 @pytest.mark.parametrize(
