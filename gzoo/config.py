@@ -278,6 +278,22 @@ def complete_for_loss(config: RunConfig, registry: Any, explicit: Any = None) ->
     return config.updated(changes, source="wgan defaults"), [note, *notes]
 
 
+def pin_clip(config: RunConfig, registry: Any) -> RunConfig:
+    """``config`` with the clipping it will train with written into ``reg_opt.clip`` (bound and
+    parameters, :func:`wgan_clip`), when ``clip`` is one of its regularizers.
+
+    The bound left to the discriminator (``clip_bound``) is a default of gzoo's code; pinned in the
+    run's saved settings, a run resumed under a later gzoo whose default moved keeps the bound it
+    started with (as the generator's ``wasserstein_opt`` is kept in ``gen_opt``)."""
+    if "clip" not in config.reg or not any(s.kind == "regularizer" for s in registry.find("clip")):
+        return config
+    given = config.reg_opt.get("clip", {})
+    pinned = {**given, **wgan_clip(registry.get("discriminator", config.disc).factory, given)}
+    if pinned == given:
+        return config
+    return config.updated({"reg_opt": {"clip": pinned}}, source="clip bound of the discriminator")
+
+
 def wasserstein_gen_opt(config: RunConfig, registry: Any) -> tuple[RunConfig, list[str]]:
     """The generator's :attr:`~gzoo.interfaces.Generator.wasserstein_opt` that the run's
     ``gen_opt`` leaves unset, added to it; returns the config and a note (none when nothing is added)."""

@@ -43,7 +43,7 @@ from .checkpoint import (
     load_checkpoint,
     nonfinite,
 )
-from .config import RunConfig, complete_for_loss, complete_for_models, plugin_options
+from .config import RunConfig, complete_for_loss, complete_for_models, pin_clip, plugin_options
 from .errors import DivergenceError, UsageError
 from .faults import Faults, preflight, stop_on_signals
 from .outputs import RunOutputs
@@ -118,6 +118,7 @@ class Trainer(Faults):
             config, self.notes = complete_for_loss(config, self.registry, explicit)
             config, notes = complete_for_models(config, self.registry, explicit)
             self.notes += notes
+            config = pin_clip(config, self.registry)
         self.config = c = config
         #: this process's rank in a torchrun job (rank 0 of 1 otherwise); see gzoo.distributed
         self.dist, self.device = distributed.setup(resolve_device(c.device))

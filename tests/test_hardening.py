@@ -690,3 +690,30 @@ def test_ablation_benchmark_refuses_bad_input_before_training(tmp_path, argv, ex
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("bench_coc_ablations.py: error: ") and expect in last, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
+
+
+def test_clip_bound_is_pinned_in_the_run_and_kept_on_resume(tmp_path, monkeypatch):
+    """The bound ``clip`` takes from the discriminator (``clip_bound``, a default of gzoo's code) is
+    written into the run's settings: a run resumed after that default moved keeps its own bound."""
+    from gzoo.plugins import get_plugin_manager
+
+    coc = get_plugin_manager().registry.get("discriminator", "coc").factory
+    t = train(RunConfig(gen="cocgan", disc="coc", loss="wgan", data="digits", steps=1, batch_size=4,
+                        sample_every=0, progress=False, out=str(tmp_path / "r")))
+    pinned = {"clip": coc.clip_bound, "params": "weights"}
+    assert t.config.reg_opt["clip"] == pinned
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["reg_opt"]["clip"] == pinned
+    monkeypatch.setattr(coc, "clip_bound", coc.clip_bound / 4)  # a later gzoo with another default
+    r = resume(tmp_path / "r", {"steps": 2})
+    assert r.config.reg_opt["clip"] == pinned
+    bound = pinned["clip"]
+    weights = [p for n, p in r.D.named_parameters() if p.dim() >= 2]
+    assert all(p.abs().max() <= bound + 1e-7 for p in weights)
+    assert any(p.abs().max() > bound / 4 + 1e-6 for p in weights)  # not clamped to the moved default
+    # a bound the run named itself is kept as given, the parameters filled in
+    t = train(RunConfig(gen="cocgan", disc="coc", loss="wgan", data="digits", steps=1, batch_size=4, sample_every=0,
+                        progress=False, reg_opt={"clip": {"clip": 0.02}}, out=str(tmp_path / "s")))
+    assert t.config.reg_opt["clip"] == {"clip": 0.02, "params": "weights"}
+    # a run without clipping gets no clip options
+    t = train(RunConfig(**RING, steps=1, out=str(tmp_path / "u")))
+    assert "clip" not in t.config.reg_opt
