@@ -942,3 +942,21 @@ def test_ablation_ratio_divides_by_dcgan_on_the_same_seeds():
     assert ratio([120.0], [2], dcgan) == ("0.40", False)
     assert ratio([240.0], [5], dcgan) == ("1.50†", True)  # 240 / mean(80, 100, 300)
     assert ratio([240.0], [0], {}) == ("-", False)
+
+
+def test_generator_and_discriminator_trace_whole_under_torch_compile():
+    """``--compile`` gets one graph per model: nothing in G or D breaks torch.compile's trace
+    (``rowwise`` asked ``torch.get_num_threads()``, a graph break at every block once the points
+    outnumbered a chunk: here 16 x 16 x 16 = 4,096 rows of the MLP's hidden width)."""
+    import torch._dynamo as dynamo
+
+    registry = gzoo.get_registry()
+    torch.manual_seed(0)
+    G = registry.create("generator", "cocgan", image_shape=(1, 16, 16))
+    D = registry.create("discriminator", "coc", image_shape=(1, 16, 16))
+    z = G.sample_latent(16)
+    dynamo.reset()
+    for model, x in ((G, z), (D, G(z).detach())):
+        explained = dynamo.explain(model)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    dynamo.reset()

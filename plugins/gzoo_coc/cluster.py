@@ -87,7 +87,8 @@ def rowwise(fn: Callable[[Tensor], Tensor], x: Tensor, width: int) -> Tensor:
     ``CHUNK_MAX_THREADS`` threads the rows go in chunks of ``CHUNK_ELEMENTS // width``, concatenated."""
     rows = max(1, CHUNK_ELEMENTS // width)
     flat = x.reshape(-1, x.shape[-1])
-    if flat.shape[0] <= rows or torch.get_num_threads() > CHUNK_MAX_THREADS:
+    # under torch.compile the compiler fuses and tiles (and get_num_threads would break its graph)
+    if torch.compiler.is_compiling() or flat.shape[0] <= rows or torch.get_num_threads() > CHUNK_MAX_THREADS:
         out = fn(flat)
     else:
         out = torch.cat([fn(c) for c in flat.split(rows)])
