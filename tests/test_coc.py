@@ -361,6 +361,28 @@ def test_overlap_point_increaser_is_a_transpose_style_gather(h, w, r):
     torch.testing.assert_close(up, ref, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("h,w,r", [(2, 2, 2), (3, 2, 3), (2, 3, 1)])
+def test_copy_point_increaser_is_resize_then_3x3(h, w, r):
+    torch.manual_seed(8)
+    inc = PointIncreaser(3, 2, r, mode="copy").double()
+    assert inc.copy and inc.fc.in_features == 9 * 3 and inc.fc.out_features == 2  # one weight for every new point
+    torch.nn.init.normal_(inc.pos.weight)
+    p = torch.randn(2, h * w, 3, dtype=torch.float64)
+    up, h2, w2 = inc(p, h, w)
+    assert (h2, w2) == (h * r, w * r) and up.shape == (2, h * r * w * r, 2)
+    # independently: a nearest-neighbour resize of the image, then a 3x3 convolution with zero padding;
+    # fc's input channel (dy*3 + dx)*D_in + c is kernel tap (dy, dx) of input channel c
+    img = F.interpolate(p.transpose(1, 2).reshape(2, 3, h, w), scale_factor=r, mode="nearest")
+    weight = inc.fc.weight.view(2, 3, 3, 3).permute(0, 3, 1, 2)
+    ref = F.conv2d(img, weight, inc.fc.bias, padding=1).flatten(2).transpose(1, 2)
+    ref = ref + inc.pos(coordinates(h * r, w * r).double())
+    torch.testing.assert_close(up, ref, atol=1e-12, rtol=1e-10)
+    single = PointIncreaser(3, 2, 4, mode="copy", single=True)  # one input point: overlap's per-offset slices
+    assert not single.copy and single.fc.weight.shape == (4 * 4 * 2, 3)
+    G = gzoo.create("generator", "cocgan", image_shape=(1, 28, 28), increaser="copy", head_dim=4, mlp_r=2)
+    assert [inc.copy for inc in G.increasers] == [False, True, True] and G(torch.randn(2, 100)).shape == (2, 1, 28, 28)
+
+
 def test_single_point_increaser_stores_only_the_slice_that_acts():
     torch.manual_seed(3)
     full, single = PointIncreaser(5, 3, 4, mode="overlap"), PointIncreaser(5, 3, 4, mode="overlap", single=True)
@@ -503,7 +525,7 @@ def test_reducer_and_increaser_options():
         gzoo.create("discriminator", "coc", reducer="conv", **kw)
     D = gzoo.create("discriminator", "coc", reducer="cell,even,even,even", **kw)
     assert [red.k for red in D.reducers] == [2, 4, 3, 3] and D(x).shape == (2,)
-    with pytest.raises(UsageError, match="unknown value 'even'; valid: cell, overlap "):
+    with pytest.raises(UsageError, match="unknown value 'even'; valid: cell, overlap, copy "):
         gzoo.create("generator", "cocgan", increaser="even", **kw)  # reducers only
     with pytest.raises(UsageError, match="lists 2 values for 3 stages"):
         gzoo.create("generator", "cocgan", increaser="cell,overlap", **kw)
@@ -536,10 +558,11 @@ def forbidden_ops(model_fn) -> set[str]:
     return {op for op in rec.ops if any(bad in op for bad in FORBIDDEN_OPS)}
 
 
-@pytest.mark.parametrize("shape,mode", [((1, 28, 28), "cell"), ((3, 32, 32), "cell"), ((1, 28, 28), "overlap")])
-def test_cocgan_and_coc_are_convolution_and_attention_free(shape, mode, monkeypatch):
+@pytest.mark.parametrize("shape,mode,reducer", [((1, 28, 28), "cell", "cell"), ((3, 32, 32), "cell", "cell"),
+                                                ((1, 28, 28), "overlap", "overlap"), ((1, 28, 28), "copy", "even")])
+def test_cocgan_and_coc_are_convolution_and_attention_free(shape, mode, reducer, monkeypatch):
     G = gzoo.create("generator", "cocgan", image_shape=shape, head_dim=4, mlp_r=2, increaser=mode)
-    D = gzoo.create("discriminator", "coc", image_shape=shape, head_dim=4, mlp_r=2, reducer=mode)
+    D = gzoo.create("discriminator", "coc", image_shape=shape, head_dim=4, mlp_r=2, reducer=reducer)
     for model in (G, D):
         for mod in model.modules():
             assert not isinstance(mod, torch.nn.modules.conv._ConvNd | torch.nn.MultiheadAttention | torch.nn.Softmax), type(mod)

@@ -194,9 +194,11 @@ class CoCGenerator(Generator):
         init: initialisation of every block's MLP: "official" (the official Context Clusters
             code's truncated normal, std 0.02, zero biases) or "torch" (PyTorch's default)
         increaser: Point Increasers: "overlap" (each new point a linear function of the 3x3
-            neighbourhood of points around its parent, so cells share inputs) or "cell" (each
-            r x r cell a linear function of one point); one value for every stage or a comma
-            list, one per stage
+            neighbourhood of points around its parent, so cells share inputs), "cell" (each
+            r x r cell a linear function of one point) or "copy" (each new point a copy of its
+            parent, then one linear layer for all over the 3x3 neighbourhood of copies: resize,
+            then convolve; the first stage, from one point, as "overlap"); one value for every
+            stage or a comma list, one per stage
         act: activation of every block's MLP: "gelu" (the official code's) or "leaky_relu"
             (slope 0.2)
     """

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from gzoo.errors import UsageError
 
-MODES = ("cell", "overlap")  #: Point Increaser modes
+MODES = ("cell", "overlap", "copy")  #: Point Increaser modes
 REDUCER_MODES = ("cell", "overlap", "even")  #: Point Reducer modes
 
 
@@ -204,6 +204,16 @@ class PointIncreaser(nn.Module):
       and their seams are learnt: a transposed convolution with kernel ``3r``, stride ``r``
       and padding ``r``, written as a gather (:func:`neighbourhoods`) and a linear layer.
 
+    ``mode="copy"`` (gzoo's addition) gives no new point its own weights: every new point first
+    takes a copy of its parent's features (the nearest point of the coarse lattice), then one
+    linear layer ``9*D_in -> D_out``, the same for every new point, fuses the ``3 x 3``
+    neighbourhood of copies around it on the fine lattice (zeros outside). This is the point-set
+    form of resize-then-convolve upsampling (nearest resize, a 3x3 convolution): the
+    neighbours of a new point differ only by where the cell boundaries fall, so there is no
+    per-offset weight slice to leave an ``r``-periodic pattern in the samples. It costs the
+    ``"overlap"`` increaser's FLOPs (``9*D_in*D_out`` per new point). A ``single`` increaser
+    (one input point) has no neighbours to copy from and keeps the per-offset slices of ``"overlap"``.
+
     Each new point also gets its new coordinates ``[i/w - 0.5, j/h - 0.5]``, concatenated and
     fused by a linear layer (``coords=True``: ``+ W_pos [x, y]``), as the image's points carry
     theirs. ``W_pos`` starts at zero: a random coordinate term would swamp the latent signal at
@@ -222,7 +232,8 @@ class PointIncreaser(nn.Module):
         self.r, self.dim_out, self.mode = r, dim_out, check_mode(mode, "point increaser")
         self.k = 1 if mode == "cell" else 3  # parents a side that each new point reads
         self.single = single
-        self.fc = nn.Linear(dim_in * self.k * self.k, r * r * dim_out)
+        self.copy = mode == "copy" and not single  # one weight for every new point (see above)
+        self.fc = nn.Linear(dim_in * self.k * self.k, dim_out if self.copy else r * r * dim_out)
         if single and self.k > 1:  # a lone point's neighbours are zeros: keep only the centre slice
             centre = (self.k * self.k // 2) * dim_in  # neighbour (1, 1) of the row-major window
             full, self.fc = self.fc, nn.Linear(dim_in, r * r * dim_out, device="meta")  # meta: no second init
@@ -233,15 +244,20 @@ class PointIncreaser(nn.Module):
             nn.init.zeros_(self.pos.weight)
 
     def extra_repr(self) -> str:
-        return f"r={self.r}, mode={self.mode}, parents={self.k}x{self.k}" + (", single point" if self.single else "")
+        parents = f"copies={self.k}x{self.k}" if self.copy else f"parents={self.k}x{self.k}"
+        return f"r={self.r}, mode={self.mode}, {parents}" + (", single point" if self.single else "")
 
     def forward(self, p: Tensor, h: int, w: int) -> tuple[Tensor, int, int]:
         r, b, d = self.r, p.shape[0], self.dim_out
         if self.single and (h, w) != (1, 1):
             raise UsageError(f"this point increaser reads one point (single=True), got a {h}x{w} lattice")
-        src = p if self.mode == "cell" or self.single else neighbourhoods(p, h, w, self.k, 1)  # (B, h*w, k*k*D_in)
-        x = self.fc(src).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # (B, hr*wr, D_out) cells on the lattice
+        if self.copy:  # every new point a copy of its parent, then the 3x3 neighbourhoods of the copies
+            near = p.view(b, h, 1, w, 1, -1).expand(-1, -1, r, -1, r, -1).reshape(b, h * r * w * r, -1)
+            x = self.fc(neighbourhoods(near, h * r, w * r, self.k, 1))  # (B, hr*wr, D_out)
+        else:
+            src = p if self.mode == "cell" or self.single else neighbourhoods(p, h, w, self.k, 1)  # (B, h*w, k*k*D_in)
+            x = self.fc(src).view(b, h, w, r, r, d)  # (B, h, w, r, r, D_out)
+            x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * r * w * r, d)  # (B, hr*wr, D_out) cells on the lattice
         if self.pos is not None:
             x = x + self.pos(coordinates(h * r, w * r, p.device).to(x.dtype))  # new coordinates
         return x, h * r, w * r
