@@ -5,7 +5,10 @@ of each (the ``time`` of its last metrics.jsonl row: imports and start-up exclud
 
 * ``busy-wait``: OpenMP's default wait policy, as gzoo ran before its entry point chose one
   (torch is imported before gzoo's ``main``, so the setting cannot reach OpenMP);
-* ``gzoo default``: the ``gzoo`` command as shipped (``OMP_WAIT_POLICY=PASSIVE`` unless set);
+* ``passive wait``: ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once), gzoo's setting from
+  issue 9 until issue 11's speed work;
+* ``gzoo default``: the ``gzoo`` command as shipped (``gzoo.runtime.configure``: GNU OpenMP's idle
+  threads spin about 30 microseconds, then sleep);
 * ``--threads 1``: the default plus one thread per job.
 
 Target (issue 9): each job of the pair keeps at least 35% of its solo speed on 2 cores.
@@ -26,20 +29,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command_line, markdown_table, write_section  # noqa: E402
 
+from gzoo import runtime  # noqa: E402  (no torch: this process only starts the jobs)
+
 JOBS = {
     "mlp-ring": ["--gen", "mlp", "--disc", "mlp", "--data", "ring", "--steps", "1000"],
     "dcgan-digits": ["--gen", "dcgan", "--disc", "dcgan", "--data", "digits", "--steps", "60"],
     "cocgan-digits": ["--gen", "cocgan", "--disc", "coc", "--data", "digits", "--steps", "8"],
 }
+SPIN = runtime.OPENMP_DEFAULTS["GOMP_SPINCOUNT"]
+PASSIVE_BEFORE = "import os; os.environ['OMP_WAIT_POLICY'] = 'PASSIVE'; from gzoo.cli import main; main()"
 MODES = {
-    "busy-wait (OpenMP default; gzoo before)": ("import torch; from gzoo.cli import main; main()", []),
-    "gzoo default (OMP_WAIT_POLICY=PASSIVE)": ("from gzoo.cli import main; main()", []),
+    "busy-wait (OpenMP default; gzoo before issue 9)": ("import torch; from gzoo.cli import main; main()", []),
+    "passive wait (gzoo from issue 9 to issue 11's speed work)": (PASSIVE_BEFORE, []),
+    "gzoo default (short spin, then sleep)": ("from gzoo.cli import main; main()", []),
     "gzoo default + --threads 1": ("from gzoo.cli import main; main()", ["--threads", "1"]),
 }
 
 
 def launch(code: str, args: list[str], out: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GZOO_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+                                                            "GZOO_THREADS")}
     steps = args[args.index("--steps") + 1]
     cmd = [sys.executable, "-c", code, "run", *args, "--quiet", "--sample-every", "0", "--log-every", steps,
            "--out", str(out)]
@@ -88,9 +97,12 @@ def main() -> None:
         f"The same `gzoo run` job alone, then two copies started together, on this {os.cpu_count()}-core machine; "
         "seconds of the training loop (start-up excluded; alone: the median of "
         f"{a.repeats} runs). 'Speed kept' is the solo time over the time of each job of the pair; the target is at "
-        "least 35% each. `busy-wait` imports torch before gzoo's entry point sets `OMP_WAIT_POLICY`, which is how "
-        "every `gzoo run` behaved before. Compare the 'alone' column across modes for what a passive wait costs a "
-        "job that has the machine to itself.\n\n"
+        "least 35% each. `busy-wait` imports torch before gzoo's entry point sets how OpenMP waits, which is how "
+        "every `gzoo run` behaved before issue 9; `passive wait` is gzoo's setting from then until issue 11's speed "
+        "work (`OMP_WAIT_POLICY=PASSIVE`: idle threads sleep at once); `gzoo default` is `gzoo.runtime.configure()`: "
+        f"GNU OpenMP's idle threads spin `GOMP_SPINCOUNT={SPIN}` times (about {int(SPIN) // 100} microseconds), then "
+        "sleep. Compare the 'alone' column across modes for what a wait policy costs a job "
+        "that has the machine to itself.\n\n"
         f"{table}\n\nCommand: `{command_line()}`"
     )
     write_section("threads", md)

@@ -645,11 +645,6 @@ def _format_warning(message: Any, category: Any, filename: str, lineno: int, lin
     return f"Warning: {message}\n"
 
 
-#: set before torch loads its OpenMP runtime, unless the user chose: busy-waiting worker
-#: threads make two jobs on the same cores many times slower (docs/benchmarks.md, threads).
-THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, exit code 2 for usage errors.
 
@@ -657,9 +652,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     import warnings
 
-    for key, value in THREAD_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    from . import runtime
     from .errors import GzooError
+
+    runtime.configure()  # before torch loads: how OpenMP's idle threads wait
 
     warnings.formatwarning = _format_warning
     global _ARGV

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import gzoo
+from gzoo import runtime
 from gzoo.config import RunConfig
 from gzoo.datasets import TensorGanDataset, ring
 from gzoo.errors import DivergenceError, TrainingError, UnknownNameError, UsageError
@@ -415,17 +416,23 @@ def test_list_shows_plugin_text_verbatim(cli, register_component):
 # -- 5. threads -----------------------------------------------------------------------------------
 
 
-def test_threads_flag_and_passive_openmp_default(cli, tmp_path, monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+def test_threads_flag_and_bounded_openmp_wait_default(cli, tmp_path, monkeypatch):
+    for key in runtime.OPENMP_USER_VARS:
+        monkeypatch.delenv(key, raising=False)
     before = torch.get_num_threads()
     try:
         assert cli("run", *RING_CLI, *FAST, "--threads", "1", "--out", tmp_path / "r").exit_code == 0
         assert torch.get_num_threads() == 1
-        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and int(os.environ["GOMP_SPINCOUNT"]) > 0
     finally:
         torch.set_num_threads(before)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice is kept
-    assert cli("list", "--kind", "loss").exit_code == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    for user in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}):  # a user's own choice is kept, whole
+        for key in runtime.OPENMP_USER_VARS:
+            monkeypatch.delenv(key, raising=False)
+        for key, value in user.items():
+            monkeypatch.setenv(key, value)
+        assert cli("list", "--kind", "loss").exit_code == 0
+        assert {k: os.environ.get(k) for k in runtime.OPENMP_USER_VARS} == {k: user.get(k) for k in runtime.OPENMP_USER_VARS}
     r = cli("run", *RING_CLI, *FAST, "--threads", "0", "--out", tmp_path / "r2")
     assert r.exit_code == 2 and "--threads" in r.stderr
 

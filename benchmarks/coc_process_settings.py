@@ -1,0 +1,112 @@
+"""The CoC-GAN step under different process settings: how OpenMP's idle threads wait (``gzoo.runtime``).
+
+One worker process per setting, each training the default CoC-GAN (``cocgan + coc``, spectral
+norm, digits 1x28x28, batch 64, non-saturating loss, Adam) alone on ``--threads`` threads; the
+parent alternates rounds between the workers (the others wait on their input), and every round
+begins with an untimed step (a model's first step after a pause finds its memory cold). The
+settings change no result, only the speed. Per setting: the median step time, its speed against
+the first row, and the CPU time per step spent in the kernel (waking sleeping threads is a system call).
+
+A job alone on the machine only; for two jobs sharing the cores see ``bench_threads.py``.
+
+    python benchmarks/coc_process_settings.py [--threads 2] [--steps 3] [--rounds 7]  # about 4 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import command_line, markdown_table, write_section  # noqa: E402
+
+#: label -> environment
+SETTINGS = {
+    "passive wait (gzoo before issue 11's speed work)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin 1000": {"GOMP_SPINCOUNT": "1000"},
+    "spin 3000 (gzoo's default)": {"GOMP_SPINCOUNT": "3000"},
+    "spin 10000": {"GOMP_SPINCOUNT": "10000"},
+}
+CLEARED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+
+WORKER = r"""
+import json, resource, sys, tempfile, time
+from pathlib import Path
+import torch
+from gzoo.config import RunConfig
+from gzoo.trainer import Trainer
+torch.set_num_threads(int(sys.argv[1]))
+steps = int(sys.argv[2])
+with tempfile.TemporaryDirectory() as work:
+    config = RunConfig(gen="cocgan", disc="coc", data="digits", loss="nonsaturating", batch_size=64, reg=["sn"],
+                       device="cpu", progress=False, sample_every=0, out=work + "/r")
+    trainer = Trainer(config, run_dir=Path(work) / "r", explicit={"reg"})
+    for _ in range(2):
+        trainer.train_step()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        trainer.train_step()  # untimed
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"s": (t1 - t0) / steps, "sys": (r1.ru_stime - r0.ru_stime) / steps}), flush=True)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per setting per round")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    procs = {}
+    for label, env_set in SETTINGS.items():
+        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+        env.update(env_set)
+        procs[label] = subprocess.Popen([sys.executable, "-c", WORKER, str(args.threads), str(args.steps)], env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    results: dict[str, list[dict]] = {k: [] for k in SETTINGS}
+    try:
+        for label, proc in procs.items():
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit(f"worker {label!r} failed (exit code {proc.wait()})")
+        for r in range(args.rounds):
+            for label in (list(SETTINGS) if r % 2 == 0 else list(SETTINGS)[::-1]):
+                procs[label].stdin.write("round\n")
+                procs[label].stdin.flush()
+                results[label].append(json.loads(procs[label].stdout.readline()))
+            print(f"round {r + 1}/{args.rounds}: " + "; ".join(f"{k[:20]} {v[-1]['s']:.3f} s" for k, v in results.items()),
+                  flush=True)
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait()
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("s", "sys")} for k, v in results.items()}
+    base = med[next(iter(SETTINGS))]["s"]
+    rows = [[label, f"{m['s'] * 1e3:.0f}", f"{base / m['s']:.2f}x", f"{m['sys'] * 1e3:.0f}"] for label, m in med.items()]
+    table = markdown_table(["process settings", "ms/step", "speed vs first row", "kernel CPU ms/step"], rows)
+    print(table)
+    if not args.no_write:
+        write_section(
+            "coc-process-settings",
+            "## The CoC-GAN step under different process settings (one job alone)\n\n"
+            f"The default CoC-GAN (`cocgan + coc`, spectral norm, digits, batch 64, non-saturating loss, Adam) on "
+            f"{args.threads} threads, one worker process per row; the rounds alternate between the workers, each "
+            f"round one untimed step, then {args.steps} timed; medians of {args.rounds} rounds. `spin N`: "
+            "`GOMP_SPINCOUNT=N` (GNU OpenMP's idle threads spin N times, about N/100 microseconds, then sleep); "
+            "`passive wait`: `OMP_WAIT_POLICY=PASSIVE` (they sleep at once). Kernel CPU: the process's system time "
+            "per step (waking a sleeping thread is a system call). Two jobs sharing the cores: the `threads` "
+            "table.\n\n"
+            f"{table}\n\nCommand: `{command_line()}`",
+        )
+
+
+if __name__ == "__main__":
+    main()
