@@ -110,6 +110,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-clip-0.1-g-ls1-torch": ("wgan only: gzoo's default WGAN version: `default-clip-0.05-g-ls1-torch` with the clip bound "
                                      "at 0.1 (`--reg-opt clip.clip=0.1`; `coc`'s `clip_bound`)",
                                      {**CLIP_05_G_LS1, "reg_opt": {"clip": {"clip": 0.1}}}),
+    "default-clip-0.1-g-ls1-torch-copy": ("wgan only: `default-clip-0.1-g-ls1-torch` with G's later increasers copying "
+                                          "each parent to its new points, then one linear layer over the 3x3 "
+                                          "neighbourhood of copies (`--gen-opt increaser=copy`: resize, then convolve)",
+                                          {**CLIP_05_G_LS1, "reg_opt": {"clip": {"clip": 0.1}},
+                                           "gen_opt": {**G_LS1_TORCH, "increaser": "copy"}}),
     "default-clip-0.05-g-ls1-torch-ema": ("wgan only: `default-clip-0.05-g-ls1-torch` with an exponential moving average of "
                                           "G's weights, decay 0.995 (`--ema 0.995`; samples and metrics from the average)",
                                           {**CLIP_05_G_LS1, "ema": EMA}),
@@ -154,6 +159,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        "samples and metrics from the average)", {**DEFAULTS, "reg": ["sn"], "ema": EMA}),
     "default-sn-r1": ("gzoo's defaults: `default-sn` with a lazy R1 penalty on D as well (weight 1, every 16 steps; "
                       "`coc`'s default regularizers)", SN_R1),
+    "default-sn-r1-copy": ("`default-sn-r1` with G's later increasers copying each parent to its new points, then one "
+                           "linear layer over the 3x3 neighbourhood of copies (`--gen-opt increaser=copy`)",
+                           {**SN_R1, "gen_opt": {**DEFAULTS["gen_opt"], "increaser": "copy"}}),
     "default-sn-r1-g-ls1-torch": ("`default-sn-r1` with G's blocks starting as full residual branches: layer scale 1 and "
                                   "PyTorch's MLP init in G (`--gen-opt layer_scale=1 --gen-opt init=torch`; D unchanged)",
                                   {**SN_R1, "gen_opt": G_LS1_TORCH}),
