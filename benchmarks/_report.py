@@ -7,6 +7,7 @@ own section, so the scripts can run in any order.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -21,6 +22,16 @@ HEADER = (
     "Every table below is written by a script in `benchmarks/`; the command that produced it\n"
     "is given with it. Ratios are measured side by side in one run (these machines are noisy).\n"
 )
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """This process's environment for a benchmark's child process, without the variables that set how
+    its OpenMP threads wait and how many there are (the user's, or gzoo's from ``gzoo.runtime``), plus
+    ``settings``: every child starts from the same ground and gets only what its row names."""
+    from gzoo import runtime  # no torch
+
+    cleared = (*runtime.OPENMP_USER_VARS, "OMP_NUM_THREADS", "GZOO_THREADS")
+    return {**{k: v for k, v in os.environ.items() if k not in cleared}, **settings}
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

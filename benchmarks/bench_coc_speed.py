@@ -40,10 +40,10 @@ def _worker_kind() -> str | None:
     return None
 
 
+from gzoo import runtime  # noqa: E402  (no torch)
+
 WORKER = _worker_kind()
 if WORKER == "gzoo":  # before torch loads, as the gzoo command does
-    from gzoo import runtime
-
     runtime.configure()
 else:  # the "before" worker (its environment is set by the parent), the parent, and importers
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -61,7 +61,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, markdown_table, write_section  # noqa: E402
+from _report import child_env, command_line, markdown_table, write_section  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
@@ -86,9 +86,8 @@ MODELS = {"DCGAN (dcgan + dcgan)": ("dcgan", "dcgan", {}),
           BEFORE: ("cocgan", "coc", {"reg": ["sn"]})}
 #: which worker process trains each row (the other rows: ``gzoo``)
 BEFORE_ROWS = (OLD_PROCESS, BEFORE)
-#: environment variables that set how a process's OpenMP threads wait: the parent removes them from
-#: the workers' environment and sets the ``before`` worker's own
-PROCESS_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+#: the variables that set how a worker's OpenMP threads wait, reported with its rows
+PROCESS_VARS = (*runtime.OPENMP_USER_VARS, "OMP_NUM_THREADS")
 OPS = {"convolution": "conv", "convolution_backward": "conv bwd", "addmm": "addmm", "mm": "mm", "bmm": "bmm"}
 
 
@@ -176,9 +175,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def start_worker(kind: str, args: argparse.Namespace) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in PROCESS_VARS}
-    if kind == "before":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"  # gzoo's setting before the speed work
+    env = child_env(OMP_WAIT_POLICY="PASSIVE") if kind == "before" else child_env()  # before: gzoo's setting then
     cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(args.threads), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--mm-size", str(args.mm_size),
            "--mm-reps", str(args.mm_reps)]

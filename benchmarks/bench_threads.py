@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, markdown_table, write_section  # noqa: E402
+from _report import child_env, command_line, markdown_table, write_section  # noqa: E402
 
 from gzoo import runtime  # noqa: E402  (no torch: this process only starts the jobs)
 
@@ -47,8 +47,7 @@ MODES = {
 
 
 def launch(code: str, args: list[str], out: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
-                                                            "GZOO_THREADS")}
+    env = child_env()
     steps = args[args.index("--steps") + 1]
     cmd = [sys.executable, "-c", code, "run", *args, "--quiet", "--sample-every", "0", "--log-every", steps,
            "--out", str(out)]

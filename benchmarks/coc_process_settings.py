@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, markdown_table, write_section  # noqa: E402
+from _report import child_env, command_line, markdown_table, write_section  # noqa: E402
+
+from gzoo import runtime  # noqa: E402  (no torch: this process only starts the workers)
 
 #: label -> environment
-SETTINGS = {
-    "passive wait (gzoo before issue 11's speed work)": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "spin 1000": {"GOMP_SPINCOUNT": "1000"},
-    "spin 3000 (gzoo's default)": {"GOMP_SPINCOUNT": "3000"},
-    "spin 10000": {"GOMP_SPINCOUNT": "10000"},
-}
-CLEARED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+SPIN = runtime.OPENMP_DEFAULTS["GOMP_SPINCOUNT"]
+SETTINGS = {"passive wait (gzoo before issue 11's speed work)": {"OMP_WAIT_POLICY": "PASSIVE"},
+            **{f"spin {n}" + (" (gzoo's default)" if n == SPIN else ""): {"GOMP_SPINCOUNT": n}
+               for n in sorted({"1000", SPIN, "10000"}, key=int)}}
 
 WORKER = r"""
 import json, resource, sys, tempfile, time
@@ -68,9 +66,8 @@ def main() -> None:
     args = ap.parse_args()
     procs = {}
     for label, env_set in SETTINGS.items():
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-        env.update(env_set)
-        procs[label] = subprocess.Popen([sys.executable, "-c", WORKER, str(args.threads), str(args.steps)], env=env,
+        procs[label] = subprocess.Popen([sys.executable, "-c", WORKER, str(args.threads), str(args.steps)],
+                                        env=child_env(**env_set),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     results: dict[str, list[dict]] = {k: [] for k in SETTINGS}
     try:

@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 #: 30 microseconds before an idle thread sleeps
 OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 #: any of these in the environment: the user chose how OpenMP waits
-OPENMP_USER_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+OPENMP_USER_VARS = tuple(OPENMP_DEFAULTS)
 
 
 def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
