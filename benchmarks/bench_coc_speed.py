@@ -50,9 +50,7 @@ else:  # the "before" worker (its environment is set by the parent), the parent,
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -62,6 +60,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import child_env, command_line, markdown_table, write_section  # noqa: E402
+from _workers import Rounds, serve  # noqa: E402
 
 from gzoo.config import RunConfig  # noqa: E402
 from gzoo.trainer import Trainer  # noqa: E402
@@ -160,36 +159,25 @@ def worker(args: argparse.Namespace) -> None:
         gen = torch.Generator().manual_seed(0)
         a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
         time_mm(a, b, 2)  # warm-up
-        print(json.dumps({"flops": flops, "threads": torch.get_num_threads(),
-                          "env": {k: os.environ.get(k) for k in PROCESS_VARS}}), flush=True)
-        for line in sys.stdin:
-            if line.strip() != "round":
-                break
+
+        def round_() -> dict:
             times = {}
             for label, trainer in trainers.items():
                 with computed_as(label):
                     time_round(trainer, 1)  # untimed: the first step after a pause pays for cold caches and pages
                     times[label] = time_round(trainer, args.steps)
-            mm = time_mm(a, b, args.mm_reps) if args.worker == "gzoo" else []
-            print(json.dumps({"times": times, "mm": mm}), flush=True)
+            return {"times": times, "mm": time_mm(a, b, args.mm_reps) if args.worker == "gzoo" else []}
+
+        serve({"flops": flops, "threads": torch.get_num_threads(),
+               "env": {k: os.environ.get(k) for k in PROCESS_VARS}}, round_)
 
 
-def start_worker(kind: str, args: argparse.Namespace) -> subprocess.Popen:
+def worker_command(kind: str, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     env = child_env(OMP_WAIT_POLICY="PASSIVE") if kind == "before" else child_env()  # before: gzoo's setting then
-    cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(args.threads), "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--mm-size", str(args.mm_size),
-           "--mm-reps", str(args.mm_reps)]
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
-def ask(proc: subprocess.Popen, line: str | None = None) -> dict:
-    if line is not None:
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-    reply = proc.stdout.readline()
-    if not reply:
-        raise SystemExit(f"a benchmark worker stopped (exit code {proc.wait()})")
-    return json.loads(reply)
+    argv = [sys.executable, __file__, "--worker", kind, "--threads", str(args.threads), "--steps", str(args.steps),
+            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--mm-size", str(args.mm_size),
+            "--mm-reps", str(args.mm_reps)]
+    return argv, env
 
 
 def main() -> None:
@@ -208,25 +196,18 @@ def main() -> None:
         worker(args)
         return
     t_start = time.perf_counter()
-    workers = {kind: start_worker(kind, args) for kind in ("gzoo", "before")}
-    try:
-        ready = {kind: ask(proc) for kind, proc in workers.items()}  # one at a time: each builds, then waits
+    rounds: dict[str, list[float]] = {k: [] for k in MODELS}
+    mm_times: list[float] = []
+    with Rounds({kind: worker_command(kind, args) for kind in ("gzoo", "before")}) as workers:
+        ready = workers.ready()
         flops = {**ready["gzoo"]["flops"], **ready["before"]["flops"]}
-        rounds: dict[str, list[float]] = {k: [] for k in MODELS}
-        mm_times: list[float] = []
-        for r in range(args.rounds):
-            order = ("gzoo", "before") if r % 2 == 0 else ("before", "gzoo")
-            for kind in order:
-                reply = ask(workers[kind], "round")
+        for r, replies in workers.rounds(args.rounds):
+            for reply in replies.values():
                 for label, t in reply["times"].items():
                     rounds[label].append(t)
                 mm_times += reply["mm"]
             print(f"[{time.perf_counter() - t_start:5.0f}s] round {r + 1}/{args.rounds}: "
                   + "; ".join(f"{k[:24]} {v[-1] / args.steps:.3f} s/step" for k, v in rounds.items()), flush=True)
-    finally:
-        for proc in workers.values():
-            proc.stdin.close()
-            proc.wait()
 
     n = args.mm_size
     peak = 2 * n**3 / statistics.median(mm_times) / 1e9

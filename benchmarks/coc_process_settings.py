@@ -15,14 +15,13 @@ A job alone on the machine only; for two jobs sharing the cores see ``bench_thre
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import child_env, command_line, markdown_table, write_section  # noqa: E402
+from _workers import Rounds, serve  # noqa: E402
 
 from gzoo import runtime  # noqa: E402  (no torch: this process only starts the workers)
 
@@ -32,29 +31,36 @@ SETTINGS = {"passive wait (gzoo before issue 11's speed work)": {"OMP_WAIT_POLIC
             **{f"spin {n}" + (" (gzoo's default)" if n == SPIN else ""): {"GOMP_SPINCOUNT": n}
                for n in sorted({"1000", SPIN, "10000"}, key=int)}}
 
-WORKER = r"""
-import json, resource, sys, tempfile, time
-from pathlib import Path
-import torch
-from gzoo.config import RunConfig
-from gzoo.trainer import Trainer
-torch.set_num_threads(int(sys.argv[1]))
-steps = int(sys.argv[2])
-with tempfile.TemporaryDirectory() as work:
-    config = RunConfig(gen="cocgan", disc="coc", data="digits", loss="nonsaturating", batch_size=64, reg=["sn"],
-                       device="cpu", progress=False, sample_every=0, out=work + "/r")
-    trainer = Trainer(config, run_dir=Path(work) / "r", explicit={"reg"})
-    for _ in range(2):
-        trainer.train_step()
-    print("ready", flush=True)
-    for line in sys.stdin:
-        trainer.train_step()  # untimed
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for _ in range(steps):
+
+def worker(args: argparse.Namespace) -> None:
+    """Train the default CoC-GAN in this process (its environment set by the parent): two warm-up steps,
+    then per round one untimed step and ``--steps`` timed, reporting the wall and kernel time per step."""
+    import resource
+    import tempfile
+    import time
+
+    import torch
+
+    from gzoo.config import RunConfig
+    from gzoo.trainer import Trainer
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as work:
+        config = RunConfig(gen="cocgan", disc="coc", data="digits", loss="nonsaturating", batch_size=64, reg=["sn"],
+                           device="cpu", progress=False, sample_every=0, out=work + "/r")
+        trainer = Trainer(config, run_dir=Path(work) / "r", explicit={"reg"})
+        for _ in range(2):
             trainer.train_step()
-        t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-        print(json.dumps({"s": (t1 - t0) / steps, "sys": (r1.ru_stime - r0.ru_stime) / steps}), flush=True)
-"""
+
+        def round_() -> dict[str, float]:
+            trainer.train_step()  # untimed
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step()
+            t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            return {"s": (t1 - t0) / args.steps, "sys": (r1.ru_stime - r0.ru_stime) / args.steps}
+
+        serve({}, round_)
 
 
 def main() -> None:
@@ -63,28 +69,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per setting per round")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # the index of this worker's setting
     args = ap.parse_args()
-    procs = {}
-    for label, env_set in SETTINGS.items():
-        procs[label] = subprocess.Popen([sys.executable, "-c", WORKER, str(args.threads), str(args.steps)],
-                                        env=child_env(**env_set),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if args.worker is not None:
+        worker(args)
+        return
+    argv = [sys.executable, __file__, "--threads", str(args.threads), "--steps", str(args.steps), "--worker"]
     results: dict[str, list[dict]] = {k: [] for k in SETTINGS}
-    try:
-        for label, proc in procs.items():
-            if proc.stdout.readline().strip() != "ready":
-                raise SystemExit(f"worker {label!r} failed (exit code {proc.wait()})")
-        for r in range(args.rounds):
-            for label in (list(SETTINGS) if r % 2 == 0 else list(SETTINGS)[::-1]):
-                procs[label].stdin.write("round\n")
-                procs[label].stdin.flush()
-                results[label].append(json.loads(procs[label].stdout.readline()))
+    with Rounds({label: ([*argv, str(i)], child_env(**env_set))
+                 for i, (label, env_set) in enumerate(SETTINGS.items())}) as workers:
+        workers.ready()
+        for r, replies in workers.rounds(args.rounds):
+            for label, reply in replies.items():
+                results[label].append(reply)
             print(f"round {r + 1}/{args.rounds}: " + "; ".join(f"{k[:20]} {v[-1]['s']:.3f} s" for k, v in results.items()),
                   flush=True)
-    finally:
-        for proc in procs.values():
-            proc.stdin.close()
-            proc.wait()
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("s", "sys")} for k, v in results.items()}
     base = med[next(iter(SETTINGS))]["s"]
     rows = [[label, f"{m['s'] * 1e3:.0f}", f"{base / m['s']:.2f}x", f"{m['sys'] * 1e3:.0f}"] for label, m in med.items()]

@@ -699,6 +699,44 @@ def test_ablation_benchmark_refuses_bad_input_before_training(tmp_path, argv, ex
     assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
 
 
+def test_benchmark_worker_rounds_alternate_and_a_dead_worker_is_named(tmp_path):
+    """benchmarks/_workers.py: each worker's ready line comes back once, every round asks every
+    worker in turn, in order on even rounds and reversed on odd ones (seen from a log the workers append
+    to), each with the environment it was given; a worker that dies is named, not waited on for ever."""
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        from _workers import Rounds
+    finally:
+        sys.path.remove(bench)
+    log = tmp_path / "log"
+    script = tmp_path / "w.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {bench!r})\n"
+        "from _workers import serve\n"
+        "seen = []\n"
+        "def round_():\n"
+        f"    open({str(log)!r}, 'a').write(sys.argv[1] + '\\n')\n"
+        "    seen.append(1)\n"
+        "    if sys.argv[1] == 'c' and len(seen) == 2:\n"
+        "        sys.exit(3)\n"
+        "    return {'who': sys.argv[1], 'n': len(seen), 'env': os.environ.get('W_ENV')}\n"
+        "serve({'ready': sys.argv[1]}, round_)\n")
+    commands = {w: ([sys.executable, str(script), w], {**os.environ, "W_ENV": w.upper()}) for w in "ab"}
+    with Rounds(commands) as workers:
+        assert workers.ready() == {"a": {"ready": "a"}, "b": {"ready": "b"}}
+        replies = list(workers.rounds(3))
+    assert [r for r, _ in replies] == [0, 1, 2]
+    assert [rep for _, rep in replies][2] == {"a": {"who": "a", "n": 3, "env": "A"}, "b": {"who": "b", "n": 3, "env": "B"}}
+    assert log.read_text().split() == ["a", "b", "b", "a", "a", "b"]
+    commands["c"] = ([sys.executable, str(script), "c"], dict(os.environ))
+    with pytest.raises(SystemExit, match=r"worker 'c' stopped \(exit code 3\)"):
+        with Rounds(commands) as workers:
+            workers.ready()
+            list(workers.rounds(2))
+
+
 def test_clip_bound_is_pinned_in_the_run_and_kept_on_resume(tmp_path, monkeypatch):
     """The bound ``clip`` takes from the discriminator (``clip_bound``, a default of gzoo's code) is
     written into the run's settings: a run resumed after that default moved keeps its own bound."""
