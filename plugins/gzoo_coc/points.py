@@ -214,7 +214,7 @@ class PointIncreaser(nn.Module):
     ``"overlap"`` increaser's FLOPs (``9*D_in*D_out`` per new point). A ``single`` increaser
     (one input point) has no neighbours to copy from and keeps the per-offset slices of ``"overlap"``.
     Not ``cocgan``'s default: on Fashion-MNIST's WGAN benchmark it trails ``"overlap"``; with the
-    non-saturating loss it leads on two seeds, one of which loses a class (docs/coc.md).
+    non-saturating loss it leads on two seeds and not over four (docs/coc.md).
 
     Each new point also gets its new coordinates ``[i/w - 0.5, j/h - 0.5]``, concatenated and
     fused by a linear layer (``coords=True``: ``+ W_pos [x, y]``), as the image's points carry
